@@ -1,0 +1,7 @@
+"""dra-pipeline: adversarial training with diffusion representation alignment (DRA).
+
+The import name is `dra_pipeline`; `pipeline/` holds the library, `stages/` the pipeline stages and `cache/`
+the feature store (see pyproject's package-dir).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,122 @@
+"""Image sources by name or path, and the index space that stitches several into rows.
+
+A source is written as text on the command line and stored as a `SourceSpec` in a feature store:
+  fashion-mnist[:train|:test]   cifar10[:split]   cifar100[:split]    named datasets, found via --data-dir,
+                                                                       $DRA_DATA_DIR or their default folder
+  PATH.npz  PATH.h5  DIR/                                              DM-AT npz, HDF5, image folder
+  KIND:PATH                                                            explicit kind (npz, hdf5, folder)
+  ...?key=value&key=value                                              options, e.g. file.h5?images=x&labels=y
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from ..errors import DataError
+from .base import ImageSource, SourceSpec
+from .cifar import Cifar10, Cifar100
+from .folder import ImageFolder
+from .hdf5 import Hdf5Images
+from .idx import FashionMNIST
+from .npz import NpzImages
+
+
+@dataclass(frozen=True)
+class NamedDataset:
+    source: type[ImageSource]
+    folder: str  # conventional folder name under a data root
+    default_dir: Path  # where it is looked for last
+    probes: dict[str, str]  # split -> a file that must exist there (a .gz variant also counts)
+    hint: str  # how to get the files, for the error message
+
+
+NAMED: dict[str, NamedDataset] = {
+    "fashion-mnist": NamedDataset(
+        FashionMNIST,
+        "fashion-mnist",
+        Path("/usr/share/datasets/fashion-mnist"),
+        {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"},
+        "install them with `apt-get install dataset-fashion-mnist`",
+    ),
+    "cifar10": NamedDataset(
+        Cifar10,
+        "cifar-10-batches-py",
+        Path("data/cifar-10-batches-py"),
+        {"train": "data_batch_1", "test": "test_batch"},
+        "unpack the official cifar-10-python.tar.gz into data/",
+    ),
+    "cifar100": NamedDataset(
+        Cifar100,
+        "cifar-100-python",
+        Path("data/cifar-100-python"),
+        {"train": "train", "test": "test"},
+        "unpack the official cifar-100-python.tar.gz into data/",
+    ),
+}
+BY_PATH: dict[str, type[ImageSource]] = {"npz": NpzImages, "hdf5": Hdf5Images, "folder": ImageFolder}
+_SUFFIX_KIND = {".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5"}
+SPLITS = ("train", "test")
+
+
+def locate_named(kind: str, split: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """The folder holding a named dataset's split: --data-dir, then $DRA_DATA_DIR, then its default folder.
+
+    Each of the first two may be the dataset folder itself or a root holding it under its conventional name.
+    """
+    ds = NAMED[kind]
+    if split not in ds.probes:
+        raise DataError(f"{kind}: unknown split {split!r} (choose {' or '.join(ds.probes)})")
+    candidates = []
+    for base in (data_dir, os.environ.get("DRA_DATA_DIR")):
+        if base:
+            candidates += [Path(base), Path(base) / ds.folder]
+    candidates.append(ds.default_dir)
+    probe = ds.probes[split]
+    for d in candidates:
+        if (d / probe).is_file() or (d / (probe + ".gz")).is_file():
+            return d.resolve()
+    raise DataError(
+        f"{kind} {split}: {probe} not found in {', '.join(str(c) for c in candidates)}; "
+        f"{ds.hint}, or pass --data-dir / set DRA_DATA_DIR"
+    )
+
+
+def parse_source(text: str, *, data_dir: str | os.PathLike | None = None) -> SourceSpec:
+    """Turn command-line text into a resolved SourceSpec (see the module docstring for the grammar)."""
+    body, _, query = text.partition("?")
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    name, _, split = body.partition(":")
+    if name in NAMED:
+        split = split or "train"
+        return SourceSpec(name, str(locate_named(name, split, data_dir)), split, options)
+    if name in BY_PATH and split:
+        kind, path = name, Path(split)
+    else:
+        path = Path(body)
+        kind = _SUFFIX_KIND.get(path.suffix.lower()) or ("folder" if path.is_dir() else None)
+        if kind is None:
+            known = ", ".join(NAMED)
+            raise DataError(f"{text}: not a known dataset ({known}), .npz, .h5/.hdf5 file or image folder")
+    if not path.exists():
+        raise DataError(f"{path} not found")
+    return SourceSpec(kind, str(path.resolve()), "all", options)
+
+
+def open_source(spec: SourceSpec | str, *, data_dir: str | os.PathLike | None = None) -> ImageSource:
+    """Open and validate a source. A named dataset whose recorded folder is gone is looked up again."""
+    if isinstance(spec, str):
+        spec = parse_source(spec, data_dir=data_dir)
+    if spec.kind in NAMED:
+        probe = Path(spec.path) / NAMED[spec.kind].probes.get(spec.split, "")
+        if not (probe.is_file() or probe.with_name(probe.name + ".gz").is_file()):
+            spec = SourceSpec(spec.kind, str(locate_named(spec.kind, spec.split, data_dir)), spec.split, spec.options)
+        return NAMED[spec.kind].source(spec)
+    if spec.kind not in BY_PATH:
+        raise DataError(f"unknown source kind {spec.kind!r} (known: {', '.join([*NAMED, *BY_PATH])})")
+    return BY_PATH[spec.kind](spec)
+
+
+__all__ = ["ImageSource", "SourceSpec", "open_source", "parse_source", "locate_named", "NAMED", "SPLITS"]

@@ -1,0 +1,1 @@
+"""Pipeline stages: each one function with explicit inputs (extract, train, evaluate, analyze)."""
