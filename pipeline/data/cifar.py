@@ -7,6 +7,7 @@ reconstruction and nothing else, so a tampered file cannot run code.
 
 from __future__ import annotations
 
+import codecs
 import pickle
 from pathlib import Path
 from typing import ClassVar
@@ -24,8 +25,10 @@ def _reconstruct(subtype, shape, dtype):
     return np.ndarray.__new__(np.ndarray, shape, dtype)
 
 
-# The only globals an official CIFAR batch names; numpy 2 renamed numpy.core to numpy._core.
+# The only globals a CIFAR batch names: numpy's array rebuild (numpy 2 renamed numpy.core to numpy._core), and
+# _codecs.encode, which protocol-2 pickles written by Python 3 use to rebuild bytes objects.
 _ALLOWED = {
+    ("_codecs", "encode"): codecs.encode,
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy", "ndarray"): np.ndarray,

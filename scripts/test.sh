@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up (scripts/setup.sh) and run the test suite. CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# Real CIFAR-10 JPEGs for the interop test, when the shared development copy sits beside the checkout.
+if [ -z "${DRA_CIFAR10_JPEG_ZIP:-}" ] && [ -f ../shared/data/cifar10-jpeg.zip ]; then
+  export DRA_CIFAR10_JPEG_ZIP="$PWD/../shared/data/cifar10-jpeg.zip"
+fi
+exec .venv/bin/python -m pytest -q -rs "$@"
