@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe_machine  # noqa: E402
+
 from dra_pipeline.cache import FeatureStore  # noqa: E402
 from dra_pipeline.cache.store import is_store  # noqa: E402
-from machine import describe_machine  # noqa: E402
 
 
 def build(directory: Path, rows: int, dim: int) -> tuple[Path, Path]:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
 from dra_pipeline.errors import StoreError, StoreMismatch
 
 FORMAT = "dra-feature-store"

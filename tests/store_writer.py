@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from dra_pipeline.cache import FeatureStore
 
 ROWS, DIM, RPS, INNER, SEED = 24_000, 256, 600, 40, 1234  # 40 shards of 300 KiB

@@ -7,8 +7,8 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from dra_pipeline.cli import main
 
+from dra_pipeline.cli import main
 from tests.test_store import expected, make
 
 

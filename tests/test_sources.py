@@ -8,11 +8,11 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
+
 from dra_pipeline.data import open_source, parse_source
 from dra_pipeline.data.indexed import IndexedImages
 from dra_pipeline.data.npz import convert_npz
 from dra_pipeline.errors import DataError
-
 from tests import fixtures
 
 

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 from dra_pipeline.cache import FeatureStore
 from dra_pipeline.cache.store import sha256_of
 from dra_pipeline.errors import StoreError, StoreMismatch

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dra_pipeline.cache import FeatureStore
 
+from dra_pipeline.cache import FeatureStore
 from tests import store_writer
 
 ROOT = Path(__file__).resolve().parents[1]

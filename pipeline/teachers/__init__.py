@@ -1,0 +1,7 @@
+"""Frozen diffusion teachers: a registry of specs and builders, and the call contract in base.py."""
+
+from . import edm  # noqa: F401  (registers the EDM-family teachers)
+from .base import VIEWS, Teacher, TeacherSpec
+from .registry import create_teacher, list_teachers, register_teacher, teacher_spec
+
+__all__ = ["VIEWS", "Teacher", "TeacherSpec", "create_teacher", "list_teachers", "register_teacher", "teacher_spec"]
