@@ -1,0 +1,1 @@
+"""Command groups of `dra-pipeline`, one module each; cli.py attaches them."""

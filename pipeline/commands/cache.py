@@ -1,0 +1,73 @@
+"""`dra-pipeline cache`: inspect, verify and export feature stores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def cache():
+    """Feature stores: inspect, verify, export."""
+
+
+STORE = click.argument("path", type=click.Path(path_type=Path))
+
+
+@cache.command("info")
+@STORE
+def cache_info(path: Path):
+    """Shape, dtype, provenance and shards done/missing of the store at PATH."""
+    from ..cache import FeatureStore
+
+    store = FeatureStore.open(path)
+    lay, missing = store.layout, store.missing_shards()
+    click.echo(f"{path}: {lay.rows} rows x {len(lay.views)} views ({', '.join(lay.views)}) x {lay.dim} {lay.dtype}")
+    click.echo(f"shards: {lay.num_shards - len(missing)} of {lay.num_shards} done ({lay.rows_per_shard} rows each)")
+    if missing:
+        click.echo("missing: " + _ranges(missing))
+    click.echo("sources:")
+    for s in store.sources:
+        click.echo(f"  rows {s['offset']}+{s['count']}: {s['kind']} {s['split']} {s['path']} [{s['fingerprint']}]")
+    click.echo("provenance: " + json.dumps(store.provenance, indent=2, sort_keys=True))
+
+
+@cache.command("verify")
+@STORE
+def cache_verify(path: Path):
+    """Re-hash every shard against its completion record; exit 1 on any mismatch or missing shard."""
+    from ..cache import FeatureStore
+
+    store = FeatureStore.open(path)
+    problems = store.verify()
+    for line in problems:
+        click.echo(line, err=True)
+    if problems:
+        raise click.ClickException(f"{len(problems)} of {store.layout.num_shards} shards failed verification")
+    click.echo(f"ok: {store.layout.num_shards} shards match their records")
+
+
+@cache.command("export")
+@STORE
+@click.option("--to", "target", required=True, type=click.Path(dir_okay=False, path_type=Path), help="HDF5 file.")
+@click.option("--overwrite", is_flag=True, help="Replace TARGET if it exists.")
+def cache_export(path: Path, target: Path, overwrite: bool):
+    """Copy a complete store into one HDF5 file (features, labels, provenance) for sharing."""
+    from ..cache import FeatureStore
+    from ..cache.export import export_hdf5
+
+    export_hdf5(FeatureStore.open(path), target, overwrite=overwrite)
+    click.echo(f"wrote {target}")
+
+
+def _ranges(items: list[int]) -> str:
+    """[1, 2, 3, 7] -> '1-3, 7'."""
+    runs: list[list[int]] = []
+    for i in items:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)

@@ -1,0 +1,14 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="DRA_DATA_DIR",
+    help="Folder holding a named dataset (or a root holding it under its usual name). Env: DRA_DATA_DIR.",
+)
