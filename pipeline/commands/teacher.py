@@ -19,11 +19,11 @@ def teacher_list():
     """Registered teachers with their defaults (layer, noise level, feature width, checkpoint path)."""
     from ..teachers import list_teachers
 
-    click.echo(f"{'name':<20} {'data':<14} {'res':>4} {'layer':<18} {'noise':>10} {'dim':>5}  checkpoint")
+    click.echo(f"{'name':<20} {'data':<14} {'res':>4} {'layer':<22} {'noise':>10} {'dim':>5}  checkpoint")
     for s in list_teachers():
         noise = f"{s.noise_kind}={s.noise:g}"
-        ckpt = s.checkpoint or "(packaged)" if s.family != "tiny" else "(random weights)"
-        click.echo(f"{s.name:<20} {s.dataset:<14} {s.resolution:>4} {s.layer:<18} {noise:>10} {s.dim:>5}  {ckpt}")
+        ckpt = s.checkpoint or ("(random weights)" if s.family == "tiny" else "(packaged)")
+        click.echo(f"{s.name:<20} {s.dataset:<14} {s.resolution:>4} {s.layer:<22} {noise:>10} {s.dim:>5}  {ckpt}")
 
 
 @teacher.command("fit")
@@ -59,3 +59,14 @@ def teacher_fit(data_text, data_dir, out, net, steps, batch_size, lr, seed, devi
         path = fit(images, network_config(net, images), cfg, out, device=device, max_minutes=max_minutes,
                    progress=lambda step: bar.update(step - bar.n))  # fmt: skip
     click.echo(f"EMA weights: {path}")
+
+
+@teacher.command("convert")
+@click.argument("pkl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="FILE.safetensors")
+def teacher_convert(pkl: Path, out: Path):
+    """Convert an official EDM network pickle to safetensors, once, without executing code from the pickle."""
+    from ..teachers.edm_pickle import convert_pickle_to_safetensors
+
+    convert_pickle_to_safetensors(pkl, out)
+    click.echo(f"wrote {out}")
