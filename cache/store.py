@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import uuid
@@ -32,6 +33,7 @@ from typing import Literal
 
 import numpy as np
 
+from dra_pipeline import __version__
 from dra_pipeline.errors import StoreError, StoreMismatch
 
 FORMAT = "dra-feature-store"
@@ -128,12 +130,14 @@ class FeatureStore:
         meta: dict,
         dtype: Literal["float16", "float32"] = "float16",
         rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
-        inner_rows: int = DEFAULT_INNER_ROWS,
+        inner_rows: int | None = None,
         overwrite: bool = False,
+        limit: int | None = None,
     ) -> FeatureStore:
         """Create an empty store (every shard missing) and return it open for writing.
 
-        sources: ordered `ImageSource.describe()` dicts; their counts must sum to len(labels).
+        sources: ordered `ImageSource.describe()` dicts; their counts must sum to len(labels), or the store
+        covers only the first `limit` rows of their index space and len(labels) == limit.
         meta: provenance (teacher, checkpoint hash, sigma, layer, pooling, zeroed channels, seed, ...).
         The store appears at `path` only when complete; an existing path is replaced only with overwrite.
         """
@@ -142,20 +146,24 @@ class FeatureStore:
         path = Path(path)
         if dtype not in DTYPES:
             raise StoreError(f"store dtype must be one of {DTYPES}, not {dtype!r}")
+        inner_rows = inner_rows or math.gcd(rows_per_shard, DEFAULT_INNER_ROWS)
         if rows_per_shard % inner_rows:
             raise StoreError(f"rows_per_shard ({rows_per_shard}) must be a multiple of inner_rows ({inner_rows})")
         labels = np.asarray(labels, dtype=np.int64)
         rows = int(labels.shape[0])
         offsets = np.cumsum([0] + [int(s["count"]) for s in sources])
-        if offsets[-1] != rows:
-            raise StoreError(f"sources hold {offsets[-1]} images but {rows} labels were given")
+        expected_rows = offsets[-1] if limit is None else min(limit, offsets[-1])
+        if rows != expected_rows:
+            raise StoreError(f"sources hold {expected_rows} images (limit {limit}) but {rows} labels were given")
         if path.exists() and not overwrite:
             what = "a feature store" if is_store(path) else "not a feature store"
             raise StoreError(f"{path} already exists ({what}); pass --overwrite to replace it")
         attrs = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
+            "tool": f"dra-pipeline {__version__}",
             "rows": rows,
+            "limit": limit,
             "views": list(views),
             "dim": int(dim),
             "dtype": dtype,
@@ -220,6 +228,32 @@ class FeatureStore:
         store = cls(path, attrs, writable=mode == "r+", ram_budget_bytes=ram_budget_bytes)
         if expect:
             store.check(expect)
+        return store
+
+    @classmethod
+    def create_or_resume(cls, path: str | os.PathLike, *, overwrite: bool = False, **create_kw) -> FeatureStore:
+        """Open the store at `path` for writing if it was made with the same settings, else create it.
+
+        "The same settings" means equal provenance (`meta`), layout and source identities; any difference is a
+        StoreMismatch naming the field, unless `overwrite` replaces the store.
+        """
+        path = Path(path)
+        if overwrite or not path.exists():
+            return cls.create(path, overwrite=overwrite, **create_kw)
+        expect = {
+            **create_kw["meta"],
+            "dim": create_kw["dim"],
+            "views": list(create_kw["views"]),
+            "dtype": create_kw.get("dtype", "float16"),
+            "rows": len(create_kw["labels"]),
+            "sources": create_kw["sources"],
+        }
+        try:
+            store = cls.open(path, mode="r+", expect=expect)
+        except StoreMismatch as e:
+            raise StoreMismatch(f"{e}. Rerun with the original settings to resume, or pass --overwrite") from None
+        if store.layout.rows_per_shard != create_kw.get("rows_per_shard", DEFAULT_ROWS_PER_SHARD):
+            raise StoreMismatch(f"{path}: rows_per_shard is {store.layout.rows_per_shard} in the store")
         return store
 
     def check(self, expect: dict) -> None:

@@ -30,9 +30,12 @@ def _register() -> None:
     """Attach the command groups; each lives in pipeline/commands/ and imports its heavy modules lazily."""
     from .commands.cache import cache
     from .commands.data import data
+    from .commands.extract import extract
+    from .commands.generate import generate
     from .commands.teacher import teacher
+    from .commands.train import train
 
-    for group in (data, cache, teacher):
+    for group in (data, cache, teacher, extract, generate, train):
         main.add_command(group)
 
 

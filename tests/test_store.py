@@ -195,6 +195,6 @@ def test_existing_path_is_never_overwritten_without_flag(tmp_path):
 
 
 def test_labels_must_match_source_counts(tmp_path):
-    with pytest.raises(StoreError, match="sources hold 300 images but 299 labels"):
+    with pytest.raises(StoreError, match=r"sources hold 300 images \(limit None\) but 299 labels"):
         FeatureStore.create(tmp_path / "s.zarr", sources=SOURCES, labels=np.zeros(299), views=["clean"], dim=4, meta={})
     assert not (tmp_path / "s.zarr").exists()

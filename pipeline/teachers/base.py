@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import DraError
+from ..seeding import keyed_normal
 
 VIEWS = ("clean", "flip", "extra-sigma")
 EXTRA_SIGMA_LOG_MEAN, EXTRA_SIGMA_LOG_STD = -1.2, 1.2  # EDM's P_mean, P_std
@@ -122,7 +123,7 @@ class Teacher(nn.Module):
             raise DraError(f"unknown view(s) {unknown}; choose from {', '.join(VIEWS)}")
         device = self.device
         x = self.encode(self.preprocess(images).to(device))
-        labels = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=device)
+        labels = torch.as_tensor(np.ascontiguousarray(labels), dtype=torch.long, device=device)
         rows = np.asarray(rows, dtype=np.int64)
         eps, log_sigma_noise = self.row_noise(rows, tuple(x.shape[1:]))
         eps, log_sigma_noise = eps.to(device), log_sigma_noise.to(device)
@@ -139,19 +140,13 @@ class Teacher(nn.Module):
         return outputs
 
     def row_noise(self, rows: np.ndarray, shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:
-        """Per-row standard normal noise (N, *shape) and one more normal (N,) from generators seeded (seed, row)."""
-        eps = torch.empty((len(rows), *shape))
-        extra = torch.empty(len(rows))
-        g = torch.Generator()
-        for i, row in enumerate(rows.tolist()):
-            g.manual_seed((self.seed << 32) + row)
-            eps[i] = torch.randn(shape, generator=g)
-            extra[i] = torch.randn((), generator=g)
-        return eps, extra
+        """Per-row standard normal noise (N, *shape) and one more normal (N,), from generators seeded (seed, row)."""
+        eps, extra = keyed_normal((self.seed,), rows, shape, extra=1)
+        return eps, extra[:, 0]
 
     def preprocess(self, images) -> Tensor:
         """uint8 (N, H, W, C) -> float (N, C, R, R) in the teacher's pixel range."""
-        x = torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2).float() / 255
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
         if x.shape[1] != self.spec.channels:
             raise DraError(f"{self.spec.name} expects {self.spec.channels}-channel images, got {x.shape[1]} channels")
         r = self.spec.resolution

@@ -1,0 +1,73 @@
+"""Extraction efficiency: `extract` images/s over the bare teacher forward's images/s, measured in one run.
+
+    python bench/extract.py [--teacher edm-fmnist] [--rows 16384] [--batch-size 256] [--device cpu]
+
+Both sides run the same teacher on the same Fashion-MNIST rows at the same batch size and device. The bare side
+has the images already in memory and keeps the features (no store, no I/O); the extract side is the stage as
+the CLI runs it (image reads, float16 store writes, completion records, overlapped in threads).
+Target: ratio >= 0.85 on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe_machine  # noqa: E402
+
+from dra_pipeline.cache import FeatureStore  # noqa: E402
+from dra_pipeline.data import open_source  # noqa: E402
+from dra_pipeline.data.indexed import IndexedImages  # noqa: E402
+from dra_pipeline.stages.extract import extract  # noqa: E402
+from dra_pipeline.teachers import create_teacher  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--teacher", default="edm-fmnist")
+    ap.add_argument("--data", default="fashion-mnist")
+    ap.add_argument("--rows", type=int, default=16384)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    if args.device == "cpu":
+        torch.set_flush_denormal(True)
+    print(f"machine: {describe_machine()}")
+    teacher = create_teacher(args.teacher, device=args.device)
+    images = IndexedImages([open_source(args.data)])
+    rows = np.arange(min(args.rows, len(images)))
+    views = ("clean",)
+
+    imgs, labels = images.read(rows)
+    teacher(imgs[: args.batch_size], labels[: args.batch_size], rows[: args.batch_size])  # warm-up
+    start = time.perf_counter()
+    for a in range(0, len(rows), args.batch_size):
+        teacher(imgs[a : a + args.batch_size], labels[a : a + args.batch_size], rows[a : a + args.batch_size]).cpu()
+    bare = len(rows) / (time.perf_counter() - start)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dim = teacher(imgs[:1], labels[:1], rows[:1]).shape[-1]
+        store = FeatureStore.create(Path(tmp) / "bench.zarr", sources=images.describe(), labels=images.labels[rows],
+                                    views=views, dim=dim, meta=teacher.provenance(views), limit=len(rows))  # fmt: skip
+        start = time.perf_counter()
+        extract(teacher, images, store, views=views, batch_size=args.batch_size, autocast=args.device != "cpu")
+        staged = len(rows) / (time.perf_counter() - start)
+        assert store.complete
+
+    print(f"teacher {args.teacher} at {teacher.layer}, {len(rows)} rows, batch {args.batch_size}, {args.device}")
+    print(f"bare teacher forward: {bare:8.1f} img/s")
+    print(f"extract (store):      {staged:8.1f} img/s")
+    ratio = staged / bare
+    print(f"ratio extract / bare: {ratio:.3f}  (target >= 0.85: {'met' if ratio >= 0.85 else 'NOT met'})")
+    print(f"projected full Fashion-MNIST train split (60000 rows): {60000 / staged:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Training configuration: frozen dataclasses with units, YAML presets that hold only overrides, and
+`--set section.key=value` overrides that are type-checked (unknown keys are errors)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .errors import DraError
+
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "fashion-mnist"  # real training set (source text); the store's sources override it
+    synthetic: tuple[str, ...] = ()  # DM-AT npz files of generated images (without a store)
+    synthetic_fraction: float = 0.0  # share of each batch drawn (with replacement) from synthetic rows; DM-AT: 0.7
+    validation: int = 1024  # first N real training images held out to pick the best checkpoint
+    crop_padding: int = 4  # random crop after zero-padding by this many pixels (0: no crop)
+    flip: bool = True  # random horizontal flips
+    epoch_images: int = 0  # images per "epoch" (0: the real training set's size; DM-AT: 50000 for CIFAR-10)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "small-cnn"  # see pipeline/models
+    checkpoint: str = ""  # local weights for timm students ("" = from scratch)
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    eps: float = 0.1  # L-inf radius, pixels in [0, 1] (Fashion-MNIST 0.1; CIFAR 8/255)
+    step: float = 0.025  # PGD step size, pixels in [0, 1] (CIFAR 2/255)
+    steps: int = 10  # attack iterations per training step
+    val_steps: int = 40  # PGD steps for validation robust accuracy (DM-AT: PGD-40)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    loss: Literal["trades", "pgd-at"] = "trades"
+    beta: float = 5.0  # TRADES weight of the KL term
+    label_smoothing: float = 0.1
+    epochs: int = 10
+    batch_size: int = 128  # global batch (all ranks together)
+    lr: float = 0.1  # peak learning rate (DM-AT: 0.2 at batch 512)
+    momentum: float = 0.9  # SGD Nesterov
+    weight_decay: float = 5e-4  # not applied to batch-norm parameters
+    warmup: float = 0.025  # fraction of all steps with a linear learning-rate ramp, then cosine to 0
+    ema_decay: float = 0.995  # with warm-up: min(decay, (1 + step) / (10 + step))
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    compile: bool = False  # torch.compile the model (GPU)
+
+
+@dataclass(frozen=True)
+class DRAConfig:
+    weight: float = 0.0  # lambda; 0 disables DRA (plain DM-AT / AT)
+    hidden: int = 2048  # projection head width
+    view: Literal["clean", "extra-sigma"] = "clean"  # which cached view aligns non-flipped images
+    online_teacher: bool = False  # compute targets with the teacher each step (benchmarks, ablations)
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dra: DRAConfig = field(default_factory=DRAConfig)
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Config:
+        return apply_overrides(cls(), _flatten(d))
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _coerce(value, hint, key: str):
+    """Check/convert a YAML or command-line value to the field's type."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise DraError(f"{key} must be one of {typing.get_args(hint)}, not {value!r}")
+        return value
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else list(value or [])
+        return tuple(str(v).strip() for v in items if str(v).strip())
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1", "yes"):
+            return True
+        if str(value).lower() in ("false", "0", "no"):
+            return False
+        raise DraError(f"{key} must be true or false, not {value!r}")
+    try:
+        if hint is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if hint is float:
+            return float(_fraction(value))
+        return str(value)
+    except (TypeError, ValueError):
+        raise DraError(f"{key} must be {hint.__name__}, not {value!r}") from None
+
+
+def _fraction(value):
+    """Allow '8/255' for pixel budgets."""
+    if isinstance(value, str) and "/" in value:
+        num, den = value.split("/", 1)
+        return float(num) / float(den)
+    return value
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, object]) -> Config:
+    """Return cfg with `section.key` values replaced; unknown keys and ill-typed values raise DraError."""
+    sections = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        if section not in sections or not name:
+            raise DraError(f"unknown config key {key!r} (sections: {', '.join(sections)})")
+        hints = typing.get_type_hints(type(sections[section]))
+        if name not in hints:
+            raise DraError(f"unknown config key {key!r} (in {section}: {', '.join(hints)})")
+        sections[section] = dataclasses.replace(sections[section], **{name: _coerce(value, hints[name], key)})
+    return Config(**sections)
+
+
+def parse_sets(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DraError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_config(preset: str | None, sets: tuple[str, ...] = ()) -> Config:
+    """Defaults <- preset (configs/NAME.yaml or a YAML file path) <- --set overrides."""
+    import yaml
+
+    cfg = Config()
+    if preset:
+        path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESETS_DIR / f"{preset}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+            raise DraError(f"config {preset!r} not found ({path}); presets: {', '.join(known)}")
+        cfg = apply_overrides(cfg, _flatten(yaml.safe_load(path.read_text()) or {}))
+    return apply_overrides(cfg, parse_sets(sets))

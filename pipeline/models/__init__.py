@@ -1,0 +1,81 @@
+"""Classifier registry: `create_model(name, ...)` is the one constructor; every model exposes `features`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import DraError
+from .base import Classifier
+
+# Per-dataset input normalisation applied inside the model (mean, std per channel, pixels in [0, 1]).
+NORMALISATION = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "fashion-mnist": ((0.2860,), (0.3530,)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def _wrn(depth: int, width: int):
+    def build(**kw):
+        from .wideresnet import WideResNet
+
+        return WideResNet(depth=depth, width=width, **kw)
+
+    return build
+
+
+def _preact(**kw):
+    from .preact_resnet import PreActResNet18
+
+    return PreActResNet18(**kw)
+
+
+def _small(**kw):
+    from .small import SmallCNN
+
+    return SmallCNN(**kw)
+
+
+def _timm(name: str, **timm_kw):
+    def build(*, num_classes, in_channels, mean, std, checkpoint=None):
+        from .timm_models import TimmClassifier, build_timm
+
+        backbone = build_timm(name, num_classes=num_classes, in_channels=in_channels, checkpoint=checkpoint, **timm_kw)
+        return TimmClassifier(backbone, mean=mean, std=std)
+
+    return build
+
+
+MODELS: dict[str, Callable[..., Classifier]] = {
+    "wrn-28-10": _wrn(28, 10),  # DM-AT's CIFAR model, 36.5 M parameters, 640-d features
+    "wrn-34-10": _wrn(34, 10),
+    "wrn-70-16": _wrn(70, 16),
+    "wrn-16-4": _wrn(16, 4),
+    "preact-resnet-18": _preact,
+    "small-cnn": _small,  # Fashion-MNIST on CPU
+    "vit-b-2": _timm("vit_base_patch16_224", img_size=32, patch_size=2),  # ViT-B with 2x2 patches on 32x32
+    "convnext-b": _timm("convnext_base"),
+    "vit-b-16": _timm("vit_base_patch16_224"),
+}
+ACCEPTS_CHECKPOINT = {"vit-b-2", "convnext-b", "vit-b-16"}
+
+
+def create_model(name: str, *, dataset: str, num_classes: int, in_channels: int,
+                 checkpoint: str | Path | None = None) -> Classifier:  # fmt: skip
+    """Build a registered classifier with the dataset's normalisation inside it."""
+    if name not in MODELS:
+        raise DraError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    if dataset not in NORMALISATION:
+        raise DraError(f"no input normalisation known for dataset {dataset!r} ({', '.join(NORMALISATION)})")
+    mean, std = NORMALISATION[dataset]
+    kw = dict(num_classes=num_classes, in_channels=in_channels, mean=mean, std=std)
+    if checkpoint is not None:
+        if name not in ACCEPTS_CHECKPOINT:
+            raise DraError(f"{name} trains from scratch; --checkpoint is for {', '.join(sorted(ACCEPTS_CHECKPOINT))}")
+        kw["checkpoint"] = Path(checkpoint)
+    return MODELS[name](**kw)
+
+
+__all__ = ["MODELS", "NORMALISATION", "Classifier", "create_model"]

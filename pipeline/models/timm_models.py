@@ -1,0 +1,62 @@
+"""timm students: ViT-B/2 for 32 x 32 inputs, ConvNeXt-B and ViT-B/16 (optionally from a local checkpoint file)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from ..errors import DraError
+from .base import Classifier
+
+
+class TimmClassifier(Classifier):
+    """A timm backbone: features = its pre-logits representation, head = its classifier."""
+
+    def __init__(self, backbone: nn.Module, *, mean: Sequence[float], std: Sequence[float]):
+        super().__init__(mean, std)
+        self.backbone = backbone
+        self.feature_dim = backbone.num_features
+        self.head = backbone.get_classifier()
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.backbone.forward_head(self.backbone.forward_features(self.normalise(x)), pre_logits=True)
+
+
+def build_timm(name: str, *, num_classes: int, in_channels: int, checkpoint: Path | None = None, **kw) -> nn.Module:
+    """timm.create_model without downloads; weights (backbone only, head re-initialised) from a local file."""
+    import timm
+
+    model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **kw)
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise DraError(f"{name}: checkpoint {checkpoint} not found")
+        state = _read_state(Path(checkpoint))
+        head = {k for k in model.state_dict() if k.startswith(_head_prefix(model))}
+        state = {k: v for k, v in state.items() if k not in head}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if k not in head]
+        if missing or unexpected:
+            raise DraError(f"{checkpoint}: does not match {name} ({len(missing)} missing keys, e.g. {missing[:2]}; "
+                           f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})")  # fmt: skip
+    return model
+
+
+def _head_prefix(model: nn.Module) -> str:
+    names = [n for n, m in model.named_modules() if m is model.get_classifier()]
+    return names[0] + "." if names else "head."
+
+
+def _read_state(path: Path) -> dict:
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict", "module"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    return state

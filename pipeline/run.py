@@ -1,0 +1,164 @@
+"""Run directories: config, logs and checkpoints in one place, written atomically, never deleted.
+
+runs/NAME/config.yaml     the resolved config, written before the first step
+runs/NAME/stats.jsonl     one line per epoch (and the final evaluation)
+runs/NAME/last.pt         everything needed to resume (model, EMA, head, optimizer, scheduler, position)
+runs/NAME/best-ema.pt     EMA weights with the best validation robust accuracy so far
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import uuid
+from pathlib import Path
+
+import torch
+import yaml
+
+from .errors import DraError
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def start(self, config: dict, *, resume: bool = True) -> bool:
+        """Create the run or check that the existing one was made with the same config; True if resuming."""
+        cfg_path = self.path / "config.yaml"
+        if cfg_path.exists():
+            recorded = yaml.safe_load(cfg_path.read_text())
+            if recorded != json.loads(json.dumps(config)):
+                diff = sorted(k for k in _flat(config) if _flat(recorded).get(k) != _flat(config)[k])
+                raise DraError(f"{self.path} holds a run with a different config ({', '.join(diff[:5])}); "
+                               "rerun with the same settings to resume, or choose another --out")  # fmt: skip
+            return resume and (self.path / "last.pt").exists()
+        if self.path.exists() and any(self.path.iterdir()):
+            raise DraError(f"{self.path} exists and is not a run directory (no config.yaml); choose another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.write_text("config.yaml", yaml.safe_dump(config, sort_keys=False))
+        self.write_text("environment.json", json.dumps(environment(), indent=2))
+        return False
+
+    def write_text(self, name: str, text: str) -> None:
+        tmp = self.path / f".{name}.{uuid.uuid4().hex[:8]}.partial"
+        tmp.write_text(text)
+        os.replace(tmp, self.path / name)
+
+    def save(self, name: str, state: dict) -> None:
+        """torch.save to a temp file, then rename: a crash never leaves a broken checkpoint under `name`."""
+        tmp = self.path / f".{name}.{uuid.uuid4().hex[:8]}.partial"
+        torch.save(state, tmp)
+        os.replace(tmp, self.path / name)
+
+    def load(self, name: str, device: str | torch.device = "cpu") -> dict:
+        return torch.load(self.path / name, map_location=device, weights_only=True)
+
+    def log(self, record: dict) -> None:
+        with open(self.path / "stats.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def environment() -> dict:
+    """Versions, git SHA and machine, recorded at the start of a run."""
+    from . import __version__
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return {
+        "dra_pipeline": __version__,
+        "git_sha": sha,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.platform(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in (d or {}).items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=print):
+    """Assemble stage two from a config: data (from the store's sources, or cfg.data), model, run directory.
+
+    The store's first source is the real training set; any further sources are synthetic (DM-AT npz). No
+    teacher is imported or built unless cfg.dra.online_teacher asks for one.
+    """
+    import numpy as np
+    from tqdm import tqdm
+
+    from .cache import FeatureStore
+    from .data import SourceSpec, open_source
+    from .data.batches import BatchLoader, BatchPlan
+    from .data.indexed import IndexedImages
+    from .models import NORMALISATION, create_model
+    from .stages.train import build_state, train
+
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if cfg.train.device == "auto" else cfg.train.device)
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
+    store = None
+    if features is not None:
+        store = FeatureStore.open(features)
+        missing = store.missing_shards()
+        if missing:
+            raise DraError(f"{features}: {len(missing)} shards are not extracted yet; finish `extract` first")
+        sources = [open_source(SourceSpec.from_dict(s), data_dir=data_dir) for s in store.sources]
+        store.check({"sources": [s.describe() for s in sources]})
+        if store.attrs.get("limit"):
+            raise DraError(f"{features} covers only the first {store.layout.rows} rows (--limit); use a full store")
+    else:
+        sources = [open_source(cfg.data.dataset, data_dir=data_dir), *(open_source(p) for p in cfg.data.synthetic)]
+    images = IndexedImages(sources)
+    real = sources[0]
+    dataset = real.spec.kind
+    if dataset not in NORMALISATION:
+        raise DraError(f"no normalisation known for {dataset!r}; train on {', '.join(NORMALISATION)}")
+    n_val = cfg.data.validation
+    real_rows = np.arange(n_val, len(real))
+    synthetic_rows = np.arange(len(real), len(images))
+    if cfg.data.synthetic_fraction > 0 and not len(synthetic_rows):
+        raise DraError("data.synthetic_fraction > 0 but there are no synthetic images (extract with --synthetic)")
+
+    use_dra = cfg.dra.weight > 0
+    if use_dra and store is None:
+        raise DraError("DRA needs teacher features: pass --features STORE (from `extract`), or use --lambda 0")
+    steps_per_epoch = -(-(cfg.data.epoch_images or len(real_rows)) // cfg.train.batch_size)
+    plan = BatchPlan(real_rows, synthetic_rows, batch_size=cfg.train.batch_size,
+                     synthetic_fraction=cfg.data.synthetic_fraction, steps_per_epoch=steps_per_epoch,
+                     seed=cfg.train.seed)  # fmt: skip
+    loader = BatchLoader(plan, images, store=store if use_dra else None, view=cfg.dra.view,
+                         padding=cfg.data.crop_padding, flip=cfg.data.flip)  # fmt: skip
+
+    torch.manual_seed(cfg.train.seed)
+    h, w, c = images.image_shape
+    model = create_model(cfg.model.name, dataset=dataset, num_classes=real.num_classes, in_channels=c,
+                         checkpoint=cfg.model.checkpoint or None).to(device)  # fmt: skip
+    state = build_state(cfg, model, store.layout.dim if use_dra else None, cfg.train.epochs * steps_per_epoch)
+    if state.head is not None:
+        state.head.to(device)
+    run = RunDir(out)
+    config = {**cfg.to_dict(), "features": str(features) if features else None}
+    if run.start(config):
+        state.load_state_dict(run.load("last.pt", device))
+        echo(f"resuming {out} after epoch {state.epoch}")
+    val_images, val_labels = real.read(np.arange(n_val)), real.labels[:n_val]
+    val = (torch.from_numpy(val_images).permute(0, 3, 1, 2).float() / 255, torch.from_numpy(val_labels))
+    total = (cfg.train.epochs - state.epoch) * steps_per_epoch
+    with tqdm(total=total, desc="train", unit="step", mininterval=2) as bar:
+        train(cfg, state, loader, run, val=val, device=device, progress=bar.update, log=tqdm.write)
+    echo(f"done: {out} (best EMA validation PGD-{cfg.attack.val_steps} accuracy {state.best_robust:.3f}, n={n_val})")
+    return state

@@ -1,0 +1,244 @@
+"""Linear probes of teacher features over a grid of layers x noise levels, with a raw-pixel baseline.
+
+Each batch is encoded and noised once per noise level, and one forward pass per level captures every requested
+layer (hooks on all of them; the pass stops once the last has run). A row's noise comes from the teacher's
+(seed, row) generator exactly as in `Teacher.layer_activations`, so with `teacher_labels="true"` probe features
+equal what `extract` stores for the same row, layer and level. Train and test images are rows of one index
+space (train source first), so no two images share a noise draw.
+
+A class-conditional teacher told each image's true label writes that label into every layer (the embedding
+shifts each block's channels per class), so a probe of such features reads the label back at ~100 %, whatever
+the layer or noise level. `teacher_labels="fixed"` tells every image class 0 instead: the shift is then the same
+for all images and the probe measures what the features say about the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data.indexed import IndexedImages
+from ..errors import DraError
+from .base import Teacher
+
+PROBE_WEIGHT_DECAY = 1e-3  # L2 on the weights of standardised features, added to the mean cross-entropy
+PROBE_MAX_ITER = 500  # cap on L-BFGS iterations; its own tolerances usually end the (convex) fit first
+TeacherLabels = Literal["true", "fixed"]  # what a conditional teacher is told: each image's label, or class 0
+
+
+@dataclass(frozen=True)
+class ProbeTable:
+    """Test accuracy of a linear probe per (layer, noise level), and the same probe on raw pixels."""
+
+    layers: tuple[str, ...]
+    noises: tuple[float, ...]  # in the teacher's noise units (sigma, or DDPM timestep)
+    accuracy: np.ndarray  # (len(layers), len(noises)) test accuracy in [0, 1]
+    pixels: float  # test accuracy of the probe on flattened pixels in [0, 1]
+    n_train: int
+    n_test: int
+    teacher_labels: TeacherLabels
+
+    def markdown(self, noise_kind: str = "sigma") -> str:
+        """The table as markdown: one row per layer, one column per noise level, accuracy in %."""
+        head = "| layer | " + " | ".join(f"{noise_kind}={s:g}" for s in self.noises) + " |"
+        rule = "|---|" + "---:|" * len(self.noises)
+        rows = [f"| {layer} | " + " | ".join(f"{100 * a:.2f}" for a in acc) + " |"
+                for layer, acc in zip(self.layers, self.accuracy)]  # fmt: skip
+        pixels = f"| raw pixels | {100 * self.pixels:.2f} |" + " |" * (len(self.noises) - 1)
+        return "\n".join([head, rule, *rows, pixels])
+
+
+def subset_rows(start: int, stop: int, n: int, seed: int) -> np.ndarray:
+    """n distinct rows drawn from [start, stop) by a generator seeded with `seed`, sorted (int64)."""
+    if n > stop - start:
+        raise DraError(f"asked for {n} images from a source of {stop - start}")
+    return np.sort(np.random.default_rng(seed).choice(stop - start, size=n, replace=False)) + start
+
+
+def probe(
+    teacher: Teacher,
+    images: IndexedImages,
+    train_rows: np.ndarray,
+    test_rows: np.ndarray,
+    *,
+    layers: Sequence[str],
+    noises: Sequence[float],
+    batch_size: int,
+    teacher_labels: TeacherLabels,
+    progress: Callable[[int], None] | None = None,
+) -> ProbeTable:
+    """Probe accuracy on `test_rows` after fitting on `train_rows` (rows of `images`), per layer and noise level.
+
+    `progress` is called with the number of images whose features were just computed.
+    """
+    features = {}
+    for name, rows in (("train", train_rows), ("test", test_rows)):
+        features[name] = grid_features(
+            teacher, images, rows, layers=layers, noises=noises, batch_size=batch_size,
+            teacher_labels=teacher_labels, progress=progress,
+        )  # fmt: skip
+    y_train, y_test = (torch.as_tensor(images.labels[r]) for r in (train_rows, test_rows))
+
+    def score(key):
+        return linear_probe(features["train"][key], y_train, features["test"][key], y_test)
+
+    accuracy = np.array([[score((layer, noise)) for noise in noises] for layer in layers])
+    pixels = [torch.as_tensor(images.read(r)[0]).flatten(1).double() / 255 for r in (train_rows, test_rows)]
+    return ProbeTable(
+        layers=tuple(layers),
+        noises=tuple(float(s) for s in noises),
+        accuracy=accuracy,
+        pixels=linear_probe(pixels[0], y_train, pixels[1], y_test),
+        n_train=len(train_rows),
+        n_test=len(test_rows),
+        teacher_labels=teacher_labels,
+    )
+
+
+def grid_features(
+    teacher: Teacher,
+    images: IndexedImages,
+    rows: np.ndarray,
+    *,
+    layers: Sequence[str],
+    noises: Sequence[float],
+    batch_size: int,
+    teacher_labels: TeacherLabels = "true",
+    progress: Callable[[int], None] | None = None,
+) -> dict[tuple[str, float], Tensor]:
+    """Pooled features {(layer, noise): float32 (len(rows), C_layer)} for the "clean" view, on the CPU."""
+    if teacher_labels not in ("true", "fixed"):
+        raise DraError(f"teacher_labels must be true or fixed, got {teacher_labels!r}")
+    chunks: dict[tuple[str, float], list[Tensor]] = {k: [] for k in _keys(layers, noises)}
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        pixels, labels = images.read(batch)
+        if teacher_labels == "fixed":
+            labels = np.zeros_like(labels)
+        for key, value in pooled_at_levels(teacher, pixels, labels, batch, layers=layers, noises=noises).items():
+            chunks[key].append(value.cpu())
+        if progress:
+            progress(len(batch))
+    return {k: torch.cat(v) for k, v in chunks.items()}
+
+
+@torch.no_grad()
+def pooled_at_levels(
+    teacher: Teacher, images, labels, rows, *, layers: Sequence[str], noises: Sequence[float]
+) -> dict[tuple[str, float], Tensor]:
+    """images uint8 (N, H, W, C), labels (N,), rows (N,) -> {(layer, noise): pooled (N, C_layer)}.
+
+    The same computation as `teacher(images, labels, rows)` with `teacher.noise = noise` and
+    `teacher.layer = layer`, but one forward pass per noise level for all layers.
+    """
+    modules = teacher.feature_modules()
+    unknown = [layer for layer in layers if layer not in modules]
+    if unknown:
+        raise DraError(f"{teacher.spec.name} has no layer(s) {unknown}; choose from {', '.join(modules)}")
+    device = teacher.device
+    x = teacher.encode(teacher.preprocess(images).to(device))
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=device)
+    eps, _ = teacher.row_noise(np.asarray(rows, dtype=np.int64), tuple(x.shape[1:]))
+    eps = eps.to(device)
+    out = {}
+    for noise in noises:
+        with _at_noise(teacher, noise):
+            sigma = torch.full((len(x),), teacher.default_sigma(), device=device)
+        x_noisy, level = teacher.add_noise(x, eps, sigma)
+        for layer, activation in _run_to_layers(teacher, x_noisy, level, labels, layers).items():
+            out[layer, noise] = teacher.pool(activation)
+    return out
+
+
+class _AllCaptured(Exception):
+    """Raised by the last layer hook to end the forward pass."""
+
+
+def _run_to_layers(teacher: Teacher, x_noisy: Tensor, level: Tensor, labels: Tensor, layers: Sequence[str]):
+    """{layer: float output} for every layer, from one forward pass that stops once all have run."""
+    modules = teacher.feature_modules()
+    captured: dict[str, Tensor] = {}
+
+    def hook_for(layer):
+        def hook(_module, _inputs, output):
+            captured.setdefault(layer, output[0] if isinstance(output, tuple) else output)
+            if len(captured) == len(set(layers)):
+                raise _AllCaptured
+
+        return hook
+
+    handles = [modules[layer].register_forward_hook(hook_for(layer)) for layer in dict.fromkeys(layers)]
+    try:
+        teacher.run(x_noisy, level, labels)
+    except _AllCaptured:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [layer for layer in layers if layer not in captured]
+    if missing:
+        raise RuntimeError(f"layer(s) {missing} did not run")
+    out = {layer: captured[layer].float() for layer in layers}
+    if teacher.zero_channels and teacher.layer in out:  # as `Teacher.capture` does for the feature layer
+        a = out[teacher.layer]
+        index = torch.tensor(teacher.zero_channels, device=a.device)
+        out[teacher.layer] = a.index_fill(1 if a.dim() == 4 else -1, index, 0.0)
+    return out
+
+
+@contextmanager
+def _at_noise(teacher: Teacher, noise: float) -> Iterator[None]:
+    """Temporarily read the teacher at another noise level (its units), so `default_sigma` converts it."""
+    saved = teacher.noise
+    teacher.noise = float(noise)
+    try:
+        yield
+    finally:
+        teacher.noise = saved
+
+
+def _keys(layers: Sequence[str], noises: Sequence[float]) -> list[tuple[str, float]]:
+    return [(layer, noise) for layer in layers for noise in noises]
+
+
+def linear_probe(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    *,
+    weight_decay: float = PROBE_WEIGHT_DECAY,
+    max_iter: int = PROBE_MAX_ITER,
+) -> float:
+    """Test accuracy in [0, 1] of multinomial logistic regression on (N, D) features, labels (N,) int.
+
+    Features are standardised with the train mean and std (constant features stay 0); the weights start at 0
+    and are fitted by full-batch L-BFGS in float64, so the result is deterministic.
+    """
+    train_x, test_x = train_x.double(), test_x.double()
+    mean, std = train_x.mean(0), train_x.std(0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    train_y, test_y = train_y.long(), test_y.long()
+    classes = int(max(train_y.max(), test_y.max())) + 1
+    weight = torch.zeros(train_x.shape[1], classes, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(train_x @ weight + bias, train_y)
+        loss = loss + 0.5 * weight_decay * weight.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    with torch.no_grad():
+        return float(((test_x @ weight + bias).argmax(1) == test_y).double().mean())

@@ -1,0 +1,190 @@
+"""Stage two: TRADES (or PGD-AT) adversarial training with the DRA alignment loss, targets read by row.
+
+The recipe follows DM-AT (facts in DESIGN.md section 6): attack in train mode with BN statistics frozen, label
+smoothing, SGD Nesterov without weight decay on BN, linear warm-up then cosine decay, EMA with warm-up whose
+BN statistics are copied, best EMA checkpoint by PGD robust accuracy on a held-out validation split.
+Checkpoints are written at epoch ends; every batch and every attack start is a function of (seed, epoch,
+batch) or (seed, rank, step), so a run resumed from its last checkpoint replays the same computation.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dra_pipeline.attacks import pgd_linf
+from dra_pipeline.config import Config
+from dra_pipeline.data.batches import BatchLoader
+from dra_pipeline.errors import DraError
+from dra_pipeline.losses import ProjectionHead, alignment_loss, pgd_at, trades, uniform_start
+from dra_pipeline.models import Classifier
+from dra_pipeline.run import RunDir
+
+
+@dataclass
+class TrainState:
+    model: Classifier
+    ema: Classifier
+    head: ProjectionHead | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    epoch: int = 0  # epochs completed
+    best_robust: float = -1.0
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "head": self.head.state_dict() if self.head is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "best_robust": self.best_robust,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        if self.head is not None:
+            self.head.load_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.best_robust = int(state["epoch"]), float(state["best_robust"])
+
+
+def build_state(cfg: Config, model: Classifier, target_dim: int | None, total_steps: int) -> TrainState:
+    """Model, EMA copy, DRA head (when target_dim), SGD with BN parameters exempt from weight decay, schedule."""
+    head = ProjectionHead(model.feature_dim, target_dim, cfg.dra.hidden) if target_dim else None
+    decay, no_decay = [], []
+    for module in [model] + ([head] if head is not None else []):
+        for m in module.modules():
+            for p in m.parameters(recurse=False):
+                (no_decay if isinstance(m, nn.modules.batchnorm._BatchNorm) else decay).append(p)
+    t = cfg.train
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=True)
+    warmup = max(1, round(t.warmup * total_steps))
+
+    def factor(step: int) -> float:  # linear warm-up to the peak, then cosine to zero
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    return TrainState(model, ema, head, optimizer, scheduler)
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """EMA of parameters with warm-up min(decay, (1 + step) / (10 + step)); buffers (BN statistics) copied."""
+    d = min(decay, (1 + step) / (10 + step))
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1 - d)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
+    """A generator for the attack's random start, keyed by (seed, rank, step)."""
+    key = int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+    return torch.Generator(device=device).manual_seed(key)
+
+
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step: float, steps: int,
+                    batch_size: int = 256) -> tuple[float, float]:  # fmt: skip
+    """(clean, PGD) accuracy of `model` in eval mode on (x, y), PGD with CE and a random start seeded 0."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    clean = robust = 0
+    for a in range(0, len(x), batch_size):
+        xb, yb = x[a : a + batch_size].to(device), y[a : a + batch_size].to(device)
+        with torch.no_grad():
+            clean += (model(xb).argmax(1) == yb).sum().item()
+        start = uniform_start(eps, torch.Generator(device=device).manual_seed(a))
+        x_adv = pgd_linf(model, xb, lambda o, yb=yb: F.cross_entropy(o, yb), eps=eps, step=step, steps=steps,
+                         random_start=start)  # fmt: skip
+        with torch.no_grad():
+            robust += (model(x_adv).argmax(1) == yb).sum().item()
+    model.train(was_training)
+    return clean / len(x), robust / len(x)
+
+
+def train(
+    cfg: Config,
+    state: TrainState,
+    loader: BatchLoader,
+    run: RunDir,
+    *,
+    val: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+    rank: int = 0,
+    world: int = 1,
+    online_targets: Callable[[np.ndarray, np.ndarray], torch.Tensor] | None = None,
+    progress: Callable[[int], None] | None = None,
+    log: Callable[[str], None] = print,
+    ddp_model: nn.Module | None = None,
+) -> TrainState:
+    """Train from state.epoch to cfg.train.epochs; checkpoint, validate and log at every epoch end."""
+    t, a = cfg.train, cfg.attack
+    model = ddp_model or state.model
+    steps_per_epoch = loader.plan.steps_per_epoch
+    for epoch in range(state.epoch, t.epochs):
+        model.train()
+        start, sums, n = time.perf_counter(), {"loss": 0.0, "align": 0.0, "clean_acc": 0.0, "adv_acc": 0.0}, 0
+        for index, batch in enumerate(loader.epoch(epoch)):
+            step = epoch * steps_per_epoch + index
+            x, y = batch.images.to(device, non_blocking=True), batch.labels.to(device, non_blocking=True)
+            g = step_generator(t.seed, rank, step, device)
+            objective = trades if t.loss == "trades" else pgd_at
+            kw = {"beta": t.beta} if t.loss == "trades" else {}
+            out = objective(model, x, y, eps=a.eps, step=a.step, steps=a.steps, label_smoothing=t.label_smoothing,
+                            generator=g, **kw)  # fmt: skip
+            loss, align = out.loss, torch.zeros((), device=device)
+            if state.head is not None and cfg.dra.weight > 0:
+                targets = online_targets(batch.rows, batch.flipped) if online_targets else batch.targets
+                align = alignment_loss(state.head(out.features_adv), targets.to(device, non_blocking=True))
+                loss = loss + cfg.dra.weight * align
+            if not torch.isfinite(loss):
+                raise DraError(f"loss is {loss.item()} at epoch {epoch + 1}, batch {index + 1}; stopped. The last "
+                               f"good checkpoint (epoch {state.epoch}) is kept in {run.path / 'last.pt'}")  # fmt: skip
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            state.optimizer.step()
+            state.scheduler.step()
+            update_ema(state.ema, state.model, t.ema_decay, step)
+            sums["loss"] += loss.item()
+            sums["align"] += align.item()
+            sums["clean_acc"] += (out.logits_clean.argmax(1) == y).float().mean().item()
+            sums["adv_acc"] += (out.logits_adv.argmax(1) == y).float().mean().item()
+            n += 1
+            if progress:
+                progress(1)
+        state.epoch = epoch + 1
+        val_clean, val_robust = robust_accuracy(state.ema, *val, eps=a.eps, step=a.step, steps=a.val_steps)
+        record = {"epoch": state.epoch, **{k: v / max(n, 1) for k, v in sums.items()},
+                  "val_clean": val_clean, "val_robust": val_robust, "val_n": len(val[0]),
+                  "lr": state.scheduler.get_last_lr()[0], "epoch_s": time.perf_counter() - start,
+                  "feature_wait_s": loader.wait_seconds}  # fmt: skip
+        if rank == 0:
+            best = val_robust > state.best_robust
+            if best:
+                state.best_robust = val_robust
+                run.save("best-ema.pt", {"ema": state.ema.state_dict(), "epoch": state.epoch,
+                                         "val_robust": val_robust, "val_clean": val_clean})  # fmt: skip
+            run.save("last.pt", state.state_dict())
+            run.log(record)
+            mark = "  *best" if best else ""
+            log(f"epoch {state.epoch}/{t.epochs}  loss {record['loss']:.4f}  align {record['align']:.4f}  "
+                f"train adv acc {record['adv_acc']:.3f}  val clean {val_clean:.3f}  val PGD-{a.val_steps} "
+                f"{val_robust:.3f} (n={len(val[0])}){mark}  {record['epoch_s']:.0f} s")  # fmt: skip
+    return state

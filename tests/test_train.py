@@ -1,0 +1,203 @@
+"""Stage two end to end on tiny fixtures: baseline and DRA runs, resume, NaN stop, bad input, no teacher."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dra_pipeline.cli import main
+from tests import fixtures
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--set", "data.validation=16", "--set", "data.epoch_images=64", "--set", "train.batch_size=16",
+        "--set", "attack.steps=2", "--set", "attack.val_steps=2", "--set", "dra.hidden=32"]  # fmt: skip
+
+
+@pytest.fixture
+def fmnist(tmp_path):
+    d = tmp_path / "fashion-mnist"
+    fixtures.write_fashion_mnist(d, n_train=80, n_test=20)
+    return d
+
+
+def extract_store(d, out, *extra):
+    args = ["extract", "--teacher", "tiny-gray", "--data", "fashion-mnist", "--data-dir", str(d), "--out", str(out),
+            "--rows-per-shard", "32", "--batch-size", "16", "--device", "cpu", *extra]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+
+
+def train_args(d, out, *extra, epochs=2, features=None):
+    store = ["--features", str(features)] if features else []
+    return ["train", *store, "--config", "fmnist-cpu", "--data-dir", str(d), "--out", str(out), *FAST,
+            "--set", f"train.epochs={epochs}", *extra]  # fmt: skip
+
+
+def test_baseline_run_writes_config_stats_and_checkpoints(tmp_path, fmnist):
+    result = CliRunner().invoke(main, train_args(fmnist, tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    assert {"config.yaml", "stats.jsonl", "last.pt", "best-ema.pt", "environment.json"} <= {
+        p.name for p in run.iterdir()
+    }
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [s["epoch"] for s in stats] == [1, 2] and all(s["align"] == 0 for s in stats)
+    assert all(0 <= s["val_robust"] <= s["val_clean"] <= 1 for s in stats) and stats[0]["val_n"] == 16
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["epoch"] == 2 and last["head"] is None
+    torch.load(run / "best-ema.pt", weights_only=True)
+
+
+def test_dra_run_reads_targets_from_the_store(tmp_path, fmnist):
+    extract_store(fmnist, tmp_path / "f.zarr", "--views", "clean,flip")
+    args = train_args(fmnist, tmp_path / "run", "--lambda", "0.5", epochs=1, features=tmp_path / "f.zarr")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    stats = json.loads((tmp_path / "run" / "stats.jsonl").read_text().splitlines()[0])
+    assert 0 < stats["align"] < 2
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert last["head"]["net.4.weight"].shape == (32, 32)  # head: 200 -> 32 hidden -> 32 (tiny-gray's width)
+
+
+def test_flipped_images_get_the_flip_view(tmp_path, fmnist):
+    from dra_pipeline.cache import FeatureStore
+    from dra_pipeline.data import open_source
+    from dra_pipeline.data.batches import BatchLoader, BatchPlan
+    from dra_pipeline.data.indexed import IndexedImages
+
+    extract_store(fmnist, tmp_path / "f.zarr", "--views", "clean,flip")
+    store = FeatureStore.open(tmp_path / "f.zarr")
+    images = IndexedImages([open_source("fashion-mnist", data_dir=fmnist)])
+    plan = BatchPlan(np.arange(80), np.arange(0), batch_size=32, synthetic_fraction=0, steps_per_epoch=2, seed=0)
+    batch = BatchLoader(plan, images, store=store, padding=0, flip=True).batch(0, 0)
+    feats = store.read(batch.rows)
+    assert batch.flipped.any() and (~batch.flipped).any()
+    np.testing.assert_array_equal(batch.targets[batch.flipped].numpy(), feats[batch.flipped, 1])
+    np.testing.assert_array_equal(batch.targets[~batch.flipped].numpy(), feats[~batch.flipped, 0])
+    raw, _ = images.read(batch.rows)
+    np.testing.assert_array_equal((batch.images[batch.flipped] * 255).round().byte().permute(0, 2, 3, 1).numpy(),
+                                  raw[batch.flipped][:, :, ::-1])  # fmt: skip
+
+
+def test_sampler_fractions_and_determinism():
+    from dra_pipeline.data.batches import BatchPlan
+
+    plan = BatchPlan(np.arange(100), np.arange(100, 1100), batch_size=50, synthetic_fraction=0.7,
+                     steps_per_epoch=4, seed=3)  # fmt: skip
+    rows = np.stack([plan.rows(0, i) for i in range(4)])
+    assert ((rows >= 100).sum(1) == 35).all() and ((rows < 100).sum(1) == 15).all()
+    real = rows[rows < 100]
+    assert len(np.unique(real)) == 60, "real rows without replacement within an epoch"
+    np.testing.assert_array_equal(plan.rows(0, 2), rows[2])
+    assert not np.array_equal(plan.rows(1, 0), rows[0])
+
+
+def test_nan_stops_within_a_step_and_keeps_the_last_checkpoint(tmp_path, fmnist, monkeypatch):
+    import dra_pipeline.stages.train as stage
+
+    assert CliRunner().invoke(main, train_args(fmnist, tmp_path / "run", epochs=1)).exit_code == 0
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    calls = {"n": 0}
+    original = stage.trades
+
+    def poisoned(*args, **kw):
+        out = original(*args, **kw)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(stage, "trades", poisoned)
+    result = CliRunner().invoke(main, train_args(fmnist, tmp_path / "run2", epochs=1))
+    assert result.exit_code == 1 and "loss is nan at epoch 1, batch 2" in result.output
+    assert calls["n"] == 2, "stopped at the first non-finite step"
+    assert not (tmp_path / "run2" / "last.pt").exists() and (tmp_path / "run2" / "config.yaml").exists()
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
+
+
+def test_config_mismatch_and_bad_stores_are_refused(tmp_path, fmnist):
+    runner = CliRunner()
+    assert runner.invoke(main, train_args(fmnist, tmp_path / "run", epochs=1)).exit_code == 0
+    other = runner.invoke(main, train_args(fmnist, tmp_path / "run", "--set", "train.lr=0.3", epochs=1))
+    assert other.exit_code == 1 and "different config (train.lr)" in other.output
+    unknown = runner.invoke(main, train_args(fmnist, tmp_path / "x", "--set", "train.lrr=1"))
+    assert unknown.exit_code == 1 and "unknown config key 'train.lrr'" in unknown.output
+    no_store = runner.invoke(main, train_args(fmnist, tmp_path / "y", "--lambda", "1"))
+    assert no_store.exit_code == 1 and "DRA needs teacher features" in no_store.output
+
+    synth = tmp_path / "s.npz"
+    np.savez(synth, image=fixtures.random_images(20, 28, 28, 1), label=np.arange(20) % 10)
+    extract_store(fmnist, tmp_path / "f.zarr", "--synthetic", str(synth))
+    synth.unlink()
+    args = train_args(fmnist, tmp_path / "z", "--lambda", "1", epochs=1, features=tmp_path / "f.zarr")
+    missing = runner.invoke(main, args)
+    assert missing.exit_code == 1 and "s.npz not found" in missing.output
+    np.savez(synth, image=fixtures.random_images(20, 28, 28, 1, seed=9), label=np.arange(20) % 10)
+    changed = runner.invoke(main, args)
+    assert changed.exit_code == 1 and "sources[1].fingerprint" in changed.output
+
+
+def _train_subprocess(args):
+    return subprocess.Popen([sys.executable, "-m", "dra_pipeline", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_is_bitwise_equal(tmp_path, fmnist):
+    extract_store(fmnist, tmp_path / "f.zarr")
+
+    def args(out):
+        return train_args(fmnist, out, "--lambda", "0.5", epochs=3, features=tmp_path / "f.zarr")
+
+    ref = _train_subprocess(args(tmp_path / "ref"))
+    assert ref.wait(timeout=600) == 0, ref.stderr.read()[-2000:]
+    proc = _train_subprocess(args(tmp_path / "crashed"))
+    while not (tmp_path / "crashed" / "last.pt").exists():  # kill once the first epoch is checkpointed
+        time.sleep(0.05)
+        assert proc.poll() is None, "finished before it could be killed"
+    time.sleep(0.3)  # now inside epoch 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert torch.load(tmp_path / "crashed" / "last.pt", weights_only=True)["epoch"] < 3
+    resumed = _train_subprocess(args(tmp_path / "crashed"))
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-2000:]
+    a = torch.load(tmp_path / "ref" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "crashed" / "last.pt", weights_only=True)
+    for part in ("model", "ema", "head"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k}"
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for k, v in a["optimizer"]["state"].items():
+        assert torch.equal(v["momentum_buffer"], b["optimizer"]["state"][k]["momentum_buffer"])
+    assert a["scheduler"] == b["scheduler"]
+
+
+def test_train_never_builds_a_teacher(tmp_path, fmnist):
+    """A store whose teacher checkpoint is gone still trains, and no teacher module is even imported."""
+    import shutil
+
+    from dra_pipeline.teachers.edm import WEIGHTS_DIR
+
+    ckpt = tmp_path / "teacher.safetensors"
+    shutil.copy(WEIGHTS_DIR / "edm-fmnist.safetensors", ckpt)
+    result = CliRunner().invoke(main, ["extract", "--teacher", "edm-fmnist", "--checkpoint", str(ckpt), "--data-dir",
+                                       str(fmnist), "--out", str(tmp_path / "f.zarr"), "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    ckpt.unlink()
+    args = train_args(fmnist, tmp_path / "run", "--lambda", "0.5", epochs=1, features=tmp_path / "f.zarr")
+    code = (
+        "import sys; from dra_pipeline.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "teachers = [m for m in sys.modules if m.startswith('dra_pipeline.teachers')]\n"
+        "assert not teachers, f'a teacher was imported: {teachers}'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
