@@ -162,14 +162,22 @@ def parse_sets(items: tuple[str, ...]) -> dict[str, str]:
 
 
 def load_config(preset: str | None, sets: tuple[str, ...] = ()) -> Config:
-    """Defaults <- preset (configs/NAME.yaml or a YAML file path) <- --set overrides."""
+    """Defaults <- preset (configs/NAME.yaml or a YAML file path; `base: NAME` inherits) <- --set overrides."""
+    cfg = apply_overrides(Config(), _preset_overrides(preset)) if preset else Config()
+    return apply_overrides(cfg, parse_sets(sets))
+
+
+def _preset_overrides(preset: str, seen: tuple[str, ...] = ()) -> dict[str, object]:
+    """A preset's overrides, after those of the preset it names in `base:` (if any)."""
     import yaml
 
-    cfg = Config()
-    if preset:
-        path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESETS_DIR / f"{preset}.yaml"
-        if not path.is_file():
-            known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-            raise DraError(f"config {preset!r} not found ({path}); presets: {', '.join(known)}")
-        cfg = apply_overrides(cfg, _flatten(yaml.safe_load(path.read_text()) or {}))
-    return apply_overrides(cfg, parse_sets(sets))
+    path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESETS_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+        raise DraError(f"config {preset!r} not found ({path}); presets: {', '.join(known)}")
+    if str(path) in seen:
+        raise DraError(f"config {path} includes itself through `base:`")
+    raw = yaml.safe_load(path.read_text()) or {}
+    base = raw.pop("base", None)
+    inherited = _preset_overrides(base, (*seen, str(path))) if base else {}
+    return {**inherited, **_flatten(raw)}

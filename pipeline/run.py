@@ -153,12 +153,52 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
     run = RunDir(out)
     config = {**cfg.to_dict(), "features": str(features) if features else None}
     if run.start(config):
-        state.load_state_dict(run.load("last.pt", device))
+        saved = run.load("last.pt", device)
+        head = saved["head"]
+        if head is not None and use_dra and head["net.4.weight"].shape[0] != store.layout.dim:
+            raise DraError(f"{out}: the DRA head was trained for {head['net.4.weight'].shape[0]}-d features but "
+                           f"{features} holds {store.layout.dim}-d features; use the original store")  # fmt: skip
+        state.load_state_dict(saved)
         echo(f"resuming {out} after epoch {state.epoch}")
+    online = online_teacher(store, images, device) if cfg.dra.online_teacher else None
     val_images, val_labels = real.read(np.arange(n_val)), real.labels[:n_val]
     val = (torch.from_numpy(val_images).permute(0, 3, 1, 2).float() / 255, torch.from_numpy(val_labels))
     total = (cfg.train.epochs - state.epoch) * steps_per_epoch
     with tqdm(total=total, desc="train", unit="step", mininterval=2) as bar:
-        train(cfg, state, loader, run, val=val, device=device, progress=bar.update, log=tqdm.write)
+        train(cfg, state, loader, run, val=val, device=device, progress=bar.update, log=tqdm.write,
+              online_targets=online)  # fmt: skip
     echo(f"done: {out} (best EMA validation PGD-{cfg.attack.val_steps} accuracy {state.best_robust:.3f}, n={n_val})")
     return state
+
+
+def online_teacher(store, images, device):
+    """The comparison mode: a function (rows, flipped) -> targets (n, dim) computed by the store's teacher now.
+
+    The teacher is rebuilt from the store's provenance and must have the same weights (checkpoint hash) and width.
+    """
+    import numpy as np
+
+    from .teachers import create_teacher
+
+    if store is None:
+        raise DraError("--online-teacher needs --features: the store names the teacher, layer and noise to use")
+    prov = store.provenance
+    teacher = create_teacher(prov["teacher"], checkpoint=prov.get("checkpoint") or None, layer=prov["layer"],
+                             noise=prov["noise"], seed=prov["seed"], zero_channels=prov["zeroed_channels"],
+                             device=str(device))  # fmt: skip
+    if teacher.checkpoint_sha256 != prov["checkpoint_sha256"]:
+        raise DraError(f"the teacher's weights ({teacher.checkpoint_path or 'packaged'}) differ from the store's "
+                       f"(sha256 {prov['checkpoint_sha256'][:12]}...)")  # fmt: skip
+    probe_rows = np.arange(1)
+    width = teacher(*images.read(probe_rows), probe_rows).shape[-1]
+    if width != store.layout.dim:
+        raise DraError(
+            f"the teacher gives {width}-d features but the store (and the DRA head) expect {store.layout.dim}"
+        )
+
+    def targets(rows: np.ndarray, flipped: np.ndarray) -> torch.Tensor:
+        pixels, labels = images.read(rows)
+        feats = teacher(pixels, labels, rows, views=("clean", "flip"))  # (n, 2, dim) on the un-augmented image
+        return feats[torch.arange(len(rows)), torch.as_tensor(flipped.astype(np.int64))]
+
+    return targets

@@ -64,6 +64,7 @@ class Teacher(nn.Module):
         self.seed = int(seed)
         self.zero_channels: tuple[int, ...] = ()
         self.checkpoint_sha256 = ""
+        self.checkpoint_path = ""  # as given to create_teacher ("" for packaged or random weights)
         self._captured: Tensor | None = None
 
     # ---- what a family provides -----------------------------------------------------------------------------
@@ -93,6 +94,7 @@ class Teacher(nn.Module):
             "teacher": self.spec.name,
             "family": self.spec.family,
             "checkpoint_sha256": self.checkpoint_sha256,
+            "checkpoint": self.checkpoint_path,
             "layer": self.layer,
             "noise_kind": self.spec.noise_kind,
             "noise": self.noise,

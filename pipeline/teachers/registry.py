@@ -53,6 +53,7 @@ def create_teacher(
     )
     if teacher.layer not in teacher.feature_modules():
         raise DraError(f"{name} has no layer {teacher.layer!r}; choose from {', '.join(teacher.feature_modules())}")
+    teacher.checkpoint_path = str(checkpoint or spec.checkpoint or "")
     teacher.set_zero_channels(zero_channels)
     teacher.requires_grad_(False)
     return teacher.eval().to(device)

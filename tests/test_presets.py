@@ -1,0 +1,94 @@
+"""The real-scale presets resolve, build their models, and take one TRADES-DRA step (tiny batch, CPU)."""
+
+import math
+
+import pytest
+import torch
+
+from dra_pipeline.config import PRESETS_DIR, apply_overrides, load_config
+from dra_pipeline.errors import DraError
+from dra_pipeline.losses import alignment_loss, trades
+from dra_pipeline.models import create_model
+from dra_pipeline.stages.train import build_state, update_ema
+
+PRESETS = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_resolves(preset):
+    cfg = load_config(preset)
+    assert cfg.train.batch_size > 0 and cfg.attack.eps > 0
+
+
+def test_dmat_recipe_values():
+    cfg = load_config("dmat-cifar10-1m-wrn28-10-dra")
+    assert (cfg.model.name, cfg.train.batch_size, cfg.train.epochs, cfg.train.lr) == ("wrn-28-10", 512, 400, 0.2)
+    assert cfg.attack.eps == pytest.approx(8 / 255) and cfg.attack.step == pytest.approx(2 / 255)
+    assert (cfg.train.beta, cfg.train.label_smoothing, cfg.train.ema_decay) == (5.0, 0.1, 0.995)
+    assert cfg.data.synthetic_fraction == 0.7 and cfg.data.epoch_images == 50000 and cfg.data.validation == 1024
+    assert cfg.dra.weight > 0 and load_config("dmat-cifar10-1m-wrn28-10").dra.weight == 0
+
+
+def test_overrides_are_type_checked():
+    cfg = load_config("fmnist-cpu", ("attack.eps=8/255", "train.epochs=3", "data.flip=false"))
+    assert cfg.attack.eps == pytest.approx(8 / 255) and cfg.train.epochs == 3 and cfg.data.flip is False
+    with pytest.raises(DraError, match="train.epochs must be int"):
+        apply_overrides(cfg, {"train.epochs": "many"})
+    with pytest.raises(DraError, match="train.loss must be one of"):
+        apply_overrides(cfg, {"train.loss": "mart"})
+    with pytest.raises(DraError, match="not found"):
+        load_config("no-such-preset")
+
+
+def test_schedule_warms_up_then_decays_and_bn_has_no_weight_decay():
+    cfg = load_config("dmat-cifar10-1m-wrn28-10-dra")
+    model = create_model("wrn-16-4", dataset="cifar10", num_classes=10, in_channels=3)
+    state = build_state(cfg, model, 256, total_steps=1000)
+    decay, no_decay = state.optimizer.param_groups
+    bn_params = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
+    assert {id(p) for p in no_decay["params"]} == bn_params and no_decay["weight_decay"] == 0
+    assert decay["weight_decay"] == 5e-4 and decay["nesterov"] and decay["momentum"] == 0.9
+    lrs = []
+    for _ in range(1000):
+        lrs.append(state.scheduler.get_last_lr()[0])
+        state.optimizer.step()
+        state.scheduler.step()
+    peak = max(lrs)
+    assert lrs.index(peak) == 24 and peak == pytest.approx(0.2)  # 2.5 % of 1000 steps of linear warm-up
+    assert (
+        lrs[0] == pytest.approx(0.2 / 25)
+        and lrs[-1] < 1e-5
+        and lrs[500] == pytest.approx(0.2 * 0.5 * (1 + math.cos(math.pi * 475 / 975)))
+    )
+
+
+def test_ema_warms_up_and_copies_bn_statistics():
+    model = create_model("small-cnn", dataset="fashion-mnist", num_classes=10, in_channels=1)
+    ema = create_model("small-cnn", dataset="fashion-mnist", num_classes=10, in_channels=1)
+    ema.load_state_dict(model.state_dict())
+    for p in model.parameters():
+        p.data.add_(1.0)
+    model.body[1].running_mean.fill_(3.0)
+    before = next(ema.parameters()).clone()
+    update_ema(ema, model, 0.995, step=0)  # warm-up decay min(0.995, 1/10) = 0.1
+    torch.testing.assert_close(next(ema.parameters()), before + 0.9)
+    assert torch.equal(ema.body[1].running_mean, model.body[1].running_mean)
+
+
+@pytest.mark.parametrize(("preset", "attack_steps"), [("dmat-cifar10-1m-wrn28-10-dra", 10), ("vit-b2-cifar10", 1)])
+def test_one_trades_dra_step_at_full_model_size(preset, attack_steps):
+    cfg = load_config(preset)
+    torch.manual_seed(0)
+    model = create_model(cfg.model.name, dataset="cifar10", num_classes=10, in_channels=3)
+    state = build_state(cfg, model, 256, total_steps=10)
+    x, y, target = torch.rand(2, 3, 32, 32), torch.tensor([3, 7]), torch.randn(2, 256)
+    before = [p.detach().clone() for p in model.parameters()]
+    a = cfg.attack
+    out = trades(model.train(), x, y, eps=a.eps, step=a.step, steps=attack_steps, beta=cfg.train.beta,
+                 label_smoothing=cfg.train.label_smoothing, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    loss = out.loss + cfg.dra.weight * alignment_loss(state.head(out.features_adv), target)
+    state.optimizer.zero_grad()
+    loss.backward()
+    state.optimizer.step()
+    assert torch.isfinite(loss) and out.features_adv.shape == (2, model.feature_dim)
+    assert sum(not torch.equal(b, p) for b, p in zip(before, model.parameters())) > len(before) // 2
