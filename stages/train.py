@@ -119,6 +119,41 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: 
     return clean / len(x), robust / len(x)
 
 
+def training_step(cfg: Config, state: TrainState, model: nn.Module, batch, *, step: int, device: torch.device,
+                  rank: int = 0, online_targets=None) -> dict[str, float]:  # fmt: skip
+    """One optimisation step: attack, TRADES/PGD-AT loss (+ lambda * DRA alignment), update, EMA.
+
+    Returns the step's loss, alignment loss and clean/adversarial training accuracy. A non-finite loss is
+    returned without updating anything.
+    """
+    t, a = cfg.train, cfg.attack
+    x, y = batch.images.to(device, non_blocking=True), batch.labels.to(device, non_blocking=True)
+    g = step_generator(t.seed, rank, step, device)
+    if t.loss == "trades":
+        out = trades(model, x, y, eps=a.eps, step=a.step, steps=a.steps, beta=t.beta,
+                     label_smoothing=t.label_smoothing, generator=g)  # fmt: skip
+    else:
+        out = pgd_at(model, x, y, eps=a.eps, step=a.step, steps=a.steps, label_smoothing=t.label_smoothing, generator=g)
+    loss, align = out.loss, torch.zeros((), device=device)
+    if state.head is not None and cfg.dra.weight > 0:
+        targets = online_targets(batch.rows, batch.flipped) if online_targets else batch.targets
+        align = alignment_loss(state.head(out.features_adv), targets.to(device, non_blocking=True))
+        loss = loss + cfg.dra.weight * align
+    loss_value = loss.item()
+    if math.isfinite(loss_value):
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+        state.scheduler.step()
+        update_ema(state.ema, state.model, t.ema_decay, step)
+    return {
+        "loss": loss_value,
+        "align": align.item(),
+        "clean_acc": (out.logits_clean.argmax(1) == y).float().mean().item(),
+        "adv_acc": (out.logits_adv.argmax(1) == y).float().mean().item(),
+    }
+
+
 def train(
     cfg: Config,
     state: TrainState,
@@ -128,44 +163,25 @@ def train(
     val: tuple[torch.Tensor, torch.Tensor],
     device: torch.device,
     rank: int = 0,
-    world: int = 1,
     online_targets: Callable[[np.ndarray, np.ndarray], torch.Tensor] | None = None,
     progress: Callable[[int], None] | None = None,
     log: Callable[[str], None] = print,
-    ddp_model: nn.Module | None = None,
 ) -> TrainState:
     """Train from state.epoch to cfg.train.epochs; checkpoint, validate and log at every epoch end."""
     t, a = cfg.train, cfg.attack
-    model = ddp_model or state.model
+    model = state.model
     steps_per_epoch = loader.plan.steps_per_epoch
     for epoch in range(state.epoch, t.epochs):
         model.train()
         start, sums, n = time.perf_counter(), {"loss": 0.0, "align": 0.0, "clean_acc": 0.0, "adv_acc": 0.0}, 0
         for index, batch in enumerate(loader.epoch(epoch)):
-            step = epoch * steps_per_epoch + index
-            x, y = batch.images.to(device, non_blocking=True), batch.labels.to(device, non_blocking=True)
-            g = step_generator(t.seed, rank, step, device)
-            objective = trades if t.loss == "trades" else pgd_at
-            kw = {"beta": t.beta} if t.loss == "trades" else {}
-            out = objective(model, x, y, eps=a.eps, step=a.step, steps=a.steps, label_smoothing=t.label_smoothing,
-                            generator=g, **kw)  # fmt: skip
-            loss, align = out.loss, torch.zeros((), device=device)
-            if state.head is not None and cfg.dra.weight > 0:
-                targets = online_targets(batch.rows, batch.flipped) if online_targets else batch.targets
-                align = alignment_loss(state.head(out.features_adv), targets.to(device, non_blocking=True))
-                loss = loss + cfg.dra.weight * align
-            if not torch.isfinite(loss):
-                raise DraError(f"loss is {loss.item()} at epoch {epoch + 1}, batch {index + 1}; stopped. The last "
+            metrics = training_step(cfg, state, model, batch, step=epoch * steps_per_epoch + index, device=device,
+                                    rank=rank, online_targets=online_targets)  # fmt: skip
+            if not math.isfinite(metrics["loss"]):
+                raise DraError(f"loss is {metrics['loss']} at epoch {epoch + 1}, batch {index + 1}; stopped. The last "
                                f"good checkpoint (epoch {state.epoch}) is kept in {run.path / 'last.pt'}")  # fmt: skip
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            state.optimizer.step()
-            state.scheduler.step()
-            update_ema(state.ema, state.model, t.ema_decay, step)
-            sums["loss"] += loss.item()
-            sums["align"] += align.item()
-            sums["clean_acc"] += (out.logits_clean.argmax(1) == y).float().mean().item()
-            sums["adv_acc"] += (out.logits_adv.argmax(1) == y).float().mean().item()
+            for k in sums:
+                sums[k] += metrics[k]
             n += 1
             if progress:
                 progress(1)

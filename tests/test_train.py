@@ -201,3 +201,24 @@ def test_train_never_builds_a_teacher(tmp_path, fmnist):
     )
     proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_online_teacher_matches_cached_targets_and_width_is_checked(tmp_path, fmnist):
+    import dra_pipeline.run as run_module
+    from dra_pipeline.cache import FeatureStore
+    from dra_pipeline.data import open_source
+    from dra_pipeline.data.indexed import IndexedImages
+
+    extract_store(fmnist, tmp_path / "f.zarr", "--views", "clean,flip", "--dtype", "float32")
+    store = FeatureStore.open(tmp_path / "f.zarr")
+    images = IndexedImages([open_source("fashion-mnist", data_dir=fmnist)])
+    targets = run_module.online_teacher(store, images, torch.device("cpu"))
+    rows, flipped = np.array([5, 0, 33]), np.array([True, False, True])
+    cached = store.read(rows)[np.arange(3), flipped.astype(int)]
+    np.testing.assert_allclose(targets(rows, flipped).numpy(), cached, atol=1e-5)
+
+    a = train_args(fmnist, tmp_path / "run", "--lambda", "0.5", epochs=1, features=tmp_path / "f.zarr")
+    assert CliRunner().invoke(main, a).exit_code == 0
+    extract_store(fmnist, tmp_path / "f.zarr", "--overwrite", "--layer", "dec.16x16_block1")  # 16-d, not 32-d
+    resumed = CliRunner().invoke(main, a)
+    assert resumed.exit_code == 1 and "trained for 32-d features" in resumed.output

@@ -182,10 +182,10 @@ for _name, _channels in (("tiny", 3), ("tiny-gray", 1)):
     register_teacher(_spec)(_builder("", dataclasses.replace(TINY_CONFIG, img_channels=_channels)))
 
 # The embedded default: trained by this project (`teacher fit`, see docs/teachers/edm-fmnist.md), shipped in the
-# package. Default layer and sigma chosen by `teacher probe` (docs/teachers/edm-fmnist.md).
+# package. Default layer and sigma chosen by `teacher probe` (docs/teachers/edm-fmnist-probe.md).
 EDM_FMNIST = TeacherSpec(
     name="edm-fmnist", family="edm", dataset="fashion-mnist", resolution=28, channels=1, in_range=(-1.0, 1.0),
-    label_dim=10, layer="dec.7x7_block2", noise=0.1, noise_kind="sigma", dim=64, checkpoint="",
+    label_dim=10, layer="dec.7x7_block1", noise=0.02, noise_kind="sigma", dim=64, checkpoint="",
     description="EDM SongUNet (1.75 M parameters) trained by this project on Fashion-MNIST; ships in the package",
 )  # fmt: skip
 register_teacher(EDM_FMNIST)(_builder(str(WEIGHTS_DIR / "edm-fmnist.safetensors")))
