@@ -2,10 +2,11 @@
 
     python bench/train_step.py [--features cache/fashion-mnist.zarr] [--config fmnist-cpu] [--steps 12]
 
-Each mode runs in its own child process (so peak memory is its own) with the same model, batch, data and seed:
-the same `training_step` and `BatchLoader` that `train` uses. Reported: median step time, cached / plain
-(target <= 1.05), online / cached, time blocked waiting for a batch / step time (target <= 1 %), and peak
-memory (CPU: max RSS; GPU: max allocated, cached / plain target <= 1.10).
+All modes use the same model, batch, data and seed, and the same `training_step` and `BatchLoader` that `train`
+uses. Their steps are timed interleaved in one process (plain, cached, online, plain, ...), so machine drift
+hits every mode alike; peak memory is measured per mode in a fresh child process.
+Reported: median step time; cached / plain (target <= 1.05); online / cached; time blocked waiting for a batch
+over step time (target <= 1 %); peak memory (CPU: max RSS; GPU: max allocated, cached / plain target <= 1.10).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from machine import describe_machine  # noqa: E402
 MODES = ("plain", "cached", "online")
 
 
-def child(args) -> dict:
-    """Run `args.steps` training steps in one mode; return timings and peak memory."""
+def setup(args, mode: str):
+    """(cfg, state, model, loader, online_targets, device) for one mode, built identically (seed 0)."""
     import numpy as np
     import torch
 
@@ -36,12 +37,10 @@ def child(args) -> dict:
     from dra_pipeline.data.indexed import IndexedImages
     from dra_pipeline.models import create_model
     from dra_pipeline.run import online_teacher
-    from dra_pipeline.stages.train import build_state, training_step
+    from dra_pipeline.stages.train import build_state
 
     device = torch.device(args.device)
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)
-    sets = [f"dra.weight={0 if args.mode == 'plain' else 1}", f"train.device={args.device}", *args.set]
+    sets = [f"dra.weight={0 if mode == 'plain' else 1}", f"train.device={args.device}", *args.set]
     cfg = load_config(args.config, tuple(sets))
     store = FeatureStore.open(args.features)
     images = IndexedImages([open_source(SourceSpec.from_dict(s)) for s in store.sources])
@@ -49,41 +48,68 @@ def child(args) -> dict:
     plan = BatchPlan(np.arange(len(real)), np.arange(len(real), len(images)), batch_size=cfg.train.batch_size,
                      synthetic_fraction=cfg.data.synthetic_fraction if len(images.sources) > 1 else 0.0,
                      steps_per_epoch=args.steps + args.warmup, seed=0)  # fmt: skip
-    use_store = args.mode == "cached"
+    use_store = mode == "cached"
     loader = BatchLoader(plan, images, store=store if use_store else None, padding=cfg.data.crop_padding,
                          flip=cfg.data.flip)  # fmt: skip
     if use_store:
         store.read(np.arange(1))  # load the store into RAM outside the timing, as train does at its first batch
     torch.manual_seed(0)
-    h, w, c = images.image_shape
-    model = create_model(cfg.model.name, dataset=real.spec.kind if real.spec.kind != "npz" else "cifar10",
-                         num_classes=10, in_channels=c).to(device)  # fmt: skip
+    c = images.image_shape[2]
+    dataset = real.spec.kind if real.spec.kind != "npz" else "cifar10"
+    model = create_model(cfg.model.name, dataset=dataset, num_classes=10, in_channels=c).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    state = build_state(cfg, model, store.layout.dim if args.mode != "plain" else None, total_steps=10_000)
+    state = build_state(cfg, model, store.layout.dim if mode != "plain" else None, total_steps=10_000)
     if state.head is not None:
         state.head.to(device)
-    online = online_teacher(store, images, device) if args.mode == "online" else None
-    times = []
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    online = online_teacher(store, images, device) if mode == "online" else None
+    return cfg, state, model, loader, online, device
+
+
+def timed(args, modes: list[str]) -> dict:
+    """Steps of every mode interleaved (mode A step i, mode B step i, ...), so drift hits all modes alike."""
+    import numpy as np
+    import torch
+
+    from dra_pipeline.stages.train import training_step
+
+    if args.device == "cpu":
+        torch.set_flush_denormal(True)
+    runs = {m: setup(args, m) for m in modes}
+    iters = {m: iter(r[3].epoch(0)) for m, r in runs.items()}
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    times = {m: [] for m in modes}
+    waits = {m: 0.0 for m in modes}
+    for i in range(args.warmup + args.steps):
+        for m in modes:
+            cfg, state, model, loader, online, device = runs[m]
+            wait_before = loader.wait_seconds
+            start = time.perf_counter()
+            batch = next(iters[m])
+            training_step(cfg, state, model.train(), batch, step=i, device=device, online_targets=online)
+            sync()
+            if i >= args.warmup:
+                times[m].append(time.perf_counter() - start)
+                waits[m] += loader.wait_seconds - wait_before
+    first = runs[modes[0]][0]
+    return {m: {"median_s": float(np.median(times[m])), "wait_s": waits[m], "total_s": float(np.sum(times[m])),
+                "batch": first.train.batch_size, "model": first.model.name} for m in modes}  # fmt: skip
+
+
+def peak_memory(args, mode: str) -> int:
+    """Peak memory of a few steps of one mode alone (this process): GPU max allocated, else max RSS, bytes."""
+    import torch
+
+    from dra_pipeline.stages.train import training_step
+
+    cfg, state, model, loader, online, device = setup(args, mode)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    step_start = time.perf_counter()
-    waited_before = 0.0
-    for i, batch in enumerate(loader.epoch(0)):
-        if i == args.warmup:
-            waited_before = loader.wait_seconds
+    for i, batch in zip(range(3), loader.epoch(0)):
         training_step(cfg, state, model.train(), batch, step=i, device=device, online_targets=online)
-        sync()
-        now = time.perf_counter()
-        if i >= args.warmup:
-            times.append(now - step_start)
-        step_start = time.perf_counter()
-    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # fmt: skip
-    return {"mode": args.mode, "median_s": float(np.median(times)), "mean_s": float(np.mean(times)),
-            "wait_s": loader.wait_seconds - waited_before, "total_s": float(np.sum(times)), "peak_bytes": peak,
-            "batch": cfg.train.batch_size, "model": cfg.model.name}  # fmt: skip
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def main() -> None:
@@ -95,19 +121,20 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--mode", help=argparse.SUPPRESS)  # child process
+    ap.add_argument("--mode", help=argparse.SUPPRESS)  # child process: peak memory of one mode
     args = ap.parse_args()
-    if args.mode:
-        print(json.dumps(child(args)))
+    if args.mode:  # child: peak memory of one mode in a fresh process
+        print(json.dumps({"peak_bytes": peak_memory(args, args.mode)}))
         return
     print(f"machine: {describe_machine()}")
-    results = {}
-    for mode in args.modes.split(","):
+    modes = args.modes.split(",")
+    results = timed(args, modes)
+    for mode in modes:
         cmd = [sys.executable, __file__, "--mode", mode, *sys.argv[1:]]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode:
             sys.exit(f"{mode} failed:\n{out.stderr[-3000:]}")
-        results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        results[mode].update(json.loads(out.stdout.strip().splitlines()[-1]))
     first = next(iter(results.values()))
     print(f"model {first['model']}, batch {first['batch']}, {args.steps} timed steps after {args.warmup} warm-up, "
           f"{args.device}, store {args.features}")  # fmt: skip

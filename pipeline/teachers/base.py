@@ -123,13 +123,8 @@ class Teacher(nn.Module):
         unknown = [v for v in views if v not in VIEWS]
         if unknown:
             raise DraError(f"unknown view(s) {unknown}; choose from {', '.join(VIEWS)}")
-        device = self.device
-        x = self.encode(self.preprocess(images).to(device))
-        labels = torch.as_tensor(np.ascontiguousarray(labels), dtype=torch.long, device=device)
-        rows = np.asarray(rows, dtype=np.int64)
-        eps, log_sigma_noise = self.row_noise(rows, tuple(x.shape[1:]))
-        eps, log_sigma_noise = eps.to(device), log_sigma_noise.to(device)
-        fixed = torch.full((len(rows),), self.default_sigma(), device=device)
+        x, labels, eps, log_sigma_noise = self.prepare(images, labels, rows)
+        fixed = torch.full((len(x),), self.default_sigma(), device=x.device)
         outputs = []
         for view in views:
             sigma = fixed
@@ -140,6 +135,14 @@ class Teacher(nn.Module):
                 x_noisy = x_noisy.flip(-1)
             outputs.append(self.capture(x_noisy, level, labels))
         return outputs
+
+    def prepare(self, images, labels, rows) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Model-space inputs (N, ...), labels (N,) long, each row's noise like the input, and one more normal (N,)."""
+        device = self.device
+        x = self.encode(self.preprocess(images).to(device))
+        labels = torch.as_tensor(np.ascontiguousarray(labels), dtype=torch.long, device=device)
+        eps, extra = self.row_noise(np.asarray(rows, dtype=np.int64), tuple(x.shape[1:]))
+        return x, labels, eps.to(device), extra.to(device)
 
     def row_noise(self, rows: np.ndarray, shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:
         """Per-row standard normal noise (N, *shape) and one more normal (N,), from generators seeded (seed, row)."""

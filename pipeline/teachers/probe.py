@@ -141,11 +141,8 @@ def pooled_at_levels(
     unknown = [layer for layer in layers if layer not in modules]
     if unknown:
         raise DraError(f"{teacher.spec.name} has no layer(s) {unknown}; choose from {', '.join(modules)}")
-    device = teacher.device
-    x = teacher.encode(teacher.preprocess(images).to(device))
-    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=device)
-    eps, _ = teacher.row_noise(np.asarray(rows, dtype=np.int64), tuple(x.shape[1:]))
-    eps = eps.to(device)
+    x, labels, eps, _ = teacher.prepare(images, labels, rows)
+    device = x.device
     out = {}
     for noise in noises:
         with _at_noise(teacher, noise):
