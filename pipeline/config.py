@@ -53,7 +53,6 @@ class TrainConfig:
     ema_decay: float = 0.995  # with warm-up: min(decay, (1 + step) / (10 + step))
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    compile: bool = False  # torch.compile the model (GPU)
 
 
 @dataclass(frozen=True)

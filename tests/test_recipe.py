@@ -124,3 +124,23 @@ def test_normalisation_is_inside_the_model():
     )
     with pytest.raises(DraError, match="unknown model"):
         create_model("resnet-9000", dataset="cifar10", num_classes=10, in_channels=3)
+
+
+def test_timm_student_loads_a_local_checkpoint_except_its_head(tmp_path):
+    from dra_pipeline.models.timm_models import TimmClassifier, build_timm
+
+    kw = dict(img_size=32, patch_size=8, num_classes=7, in_channels=3)
+    source = build_timm("vit_tiny_patch16_224", **kw)
+    torch.save({"model": source.state_dict()}, tmp_path / "dino.pth")
+    student = build_timm("vit_tiny_patch16_224", checkpoint=tmp_path / "dino.pth", **{**kw, "num_classes": 10})
+    torch.testing.assert_close(
+        student.state_dict()["blocks.0.attn.qkv.weight"], source.state_dict()["blocks.0.attn.qkv.weight"]
+    )
+    assert student.get_classifier().out_features == 10
+    model = TimmClassifier(student, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    logits, feats = model.forward_with_features(torch.rand(2, 3, 32, 32))
+    assert logits.shape == (2, 10) and feats.shape == (2, model.feature_dim)
+    other = build_timm("vit_small_patch16_224", img_size=32, patch_size=8, num_classes=10, in_channels=3)
+    torch.save(other.state_dict(), tmp_path / "wrong.pth")
+    with pytest.raises(DraError, match="does not match"):
+        build_timm("vit_tiny_patch16_224", checkpoint=tmp_path / "wrong.pth", **kw)

@@ -35,11 +35,18 @@ def build_timm(name: str, *, num_classes: int, in_channels: int, checkpoint: Pat
         state = _read_state(Path(checkpoint))
         head = {k for k in model.state_dict() if k.startswith(_head_prefix(model))}
         state = {k: v for k, v in state.items() if k not in head}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if k not in head]
+        own = model.state_dict()
+        missing = [k for k in own if k not in state and k not in head]
+        unexpected = [k for k in state if k not in own]
+        wrong = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+        if wrong:
+            k = wrong[0]
+            raise DraError(f"{checkpoint}: does not match {name}: {k} has shape {tuple(state[k].shape)}, "
+                           f"the model expects {tuple(own[k].shape)} ({len(wrong)} such tensors)")  # fmt: skip
         if missing or unexpected:
             raise DraError(f"{checkpoint}: does not match {name} ({len(missing)} missing keys, e.g. {missing[:2]}; "
                            f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})")  # fmt: skip
+        model.load_state_dict(state, strict=False)
     return model
 
 
