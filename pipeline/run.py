@@ -1,8 +1,8 @@
 """Run directories: config, logs and checkpoints in one place, written atomically, never deleted.
 
 runs/NAME/config.yaml     the resolved config, written before the first step
-runs/NAME/stats.jsonl     one line per epoch (and the final evaluation)
-runs/NAME/last.pt         everything needed to resume (model, EMA, head, optimizer, scheduler, position)
+runs/NAME/stats.jsonl     one line per epoch
+runs/NAME/last.pt         everything needed to resume at an epoch end (model, EMA, head, optimizer, scheduler)
 runs/NAME/best-ema.pt     EMA weights with the best validation robust accuracy so far
 """
 

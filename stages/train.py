@@ -174,6 +174,7 @@ def train(
     for epoch in range(state.epoch, t.epochs):
         model.train()
         start, sums, n = time.perf_counter(), {"loss": 0.0, "align": 0.0, "clean_acc": 0.0, "adv_acc": 0.0}, 0
+        wait_start = loader.wait_seconds
         for index, batch in enumerate(loader.epoch(epoch)):
             metrics = training_step(cfg, state, model, batch, step=epoch * steps_per_epoch + index, device=device,
                                     rank=rank, online_targets=online_targets)  # fmt: skip
@@ -190,7 +191,7 @@ def train(
         record = {"epoch": state.epoch, **{k: v / max(n, 1) for k, v in sums.items()},
                   "val_clean": val_clean, "val_robust": val_robust, "val_n": len(val[0]),
                   "lr": state.scheduler.get_last_lr()[0], "epoch_s": time.perf_counter() - start,
-                  "feature_wait_s": loader.wait_seconds}  # fmt: skip
+                  "feature_wait_s": loader.wait_seconds - wait_start}  # fmt: skip
         if rank == 0:
             best = val_robust > state.best_robust
             if best:
