@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 
 from dra_pipeline import __version__
+from dra_pipeline.atomic import atomic_write_text
 from dra_pipeline.errors import StoreError, StoreMismatch
 
 FORMAT = "dra-feature-store"
@@ -68,15 +69,6 @@ class Layout:
 
 def sha256_of(features: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(features).tobytes()).hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _fsync(path: Path) -> None:
@@ -338,7 +330,7 @@ class FeatureStore:
         self._features[start:stop] = data
         _fsync(self._shard_file(shard))
         record = {"shard": shard, "rows": [start, stop], "sha256": sha256_of(data)}
-        _atomic_write_text(self._record_path(shard), json.dumps(record))
+        atomic_write_text(self._record_path(shard), json.dumps(record))
 
     def _shard_file(self, shard: int) -> Path:
         return self.path / "features" / "c" / str(shard) / "0" / "0"

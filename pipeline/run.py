@@ -9,15 +9,14 @@ runs/NAME/best-ema.pt     EMA weights with the best validation robust accuracy s
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
-import uuid
 from pathlib import Path
 
 import torch
 import yaml
 
+from .atomic import atomic_write, atomic_write_text
 from .errors import DraError
 
 
@@ -43,15 +42,11 @@ class RunDir:
         return False
 
     def write_text(self, name: str, text: str) -> None:
-        tmp = self.path / f".{name}.{uuid.uuid4().hex[:8]}.partial"
-        tmp.write_text(text)
-        os.replace(tmp, self.path / name)
+        atomic_write_text(self.path / name, text)
 
     def save(self, name: str, state: dict) -> None:
         """torch.save to a temp file, then rename: a crash never leaves a broken checkpoint under `name`."""
-        tmp = self.path / f".{name}.{uuid.uuid4().hex[:8]}.partial"
-        torch.save(state, tmp)
-        os.replace(tmp, self.path / name)
+        atomic_write(self.path / name, lambda tmp: torch.save(state, tmp))
 
     def load(self, name: str, device: str | torch.device = "cpu") -> dict:
         return torch.load(self.path / name, map_location=device, weights_only=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..atomic import atomic_write
 from ..errors import DraError
 from .base import Teacher, TeacherSpec
 from .registry import register_teacher
@@ -113,11 +114,9 @@ def save_safetensors(denoiser: EDMDenoiser, path: Path, extra: dict | None = Non
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
     state = {k: v.detach().contiguous().cpu() for k, v in denoiser.state_dict().items()}
     meta = {"format": SAFETENSORS_FORMAT, "config": json.dumps(denoiser.cfg.to_dict()), **(extra or {})}
-    save_file(state, str(tmp), metadata={k: str(v) for k, v in meta.items()})
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={k: str(v) for k, v in meta.items()}))
 
 
 def _builder(default_checkpoint: str, cfg: SongUNetConfig | None = None):

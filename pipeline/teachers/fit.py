@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..atomic import atomic_write, atomic_write_text
 from ..data.indexed import IndexedImages
 from ..errors import DraError
 from .edm import save_safetensors
@@ -98,7 +98,7 @@ def fit(
         for key in ("network", "sources"):
             if recorded[key] != json.loads(json.dumps(config[key])):
                 raise DraError(f"{run_dir} holds a run with a different {key}; choose another --out")
-    _write_json(config_path, config)
+    atomic_write_text(config_path, json.dumps(config, indent=2))
 
     torch.manual_seed(cfg.seed)
     net = EDMDenoiser(net_cfg).to(device).train()
@@ -163,14 +163,6 @@ def _update_ema(ema: EDMDenoiser, net: EDMDenoiser, step: int, cfg: FitConfig) -
 
 
 def _save_state(path: Path, net, ema, opt, gen, step: int) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
     state = {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
              "generator": gen.get_state(), "step": step}  # fmt: skip
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
