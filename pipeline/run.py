@@ -140,9 +140,12 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
 
     torch.manual_seed(cfg.train.seed)
     h, w, c = images.image_shape
+    model_info = {"name": cfg.model.name, "dataset": dataset, "num_classes": real.num_classes, "in_channels": c,
+                  "image_size": [h, w], "eps": cfg.attack.eps}  # fmt: skip
     model = create_model(cfg.model.name, dataset=dataset, num_classes=real.num_classes, in_channels=c,
                          checkpoint=cfg.model.checkpoint or None).to(device)  # fmt: skip
-    state = build_state(cfg, model, store.layout.dim if use_dra else None, cfg.train.epochs * steps_per_epoch)
+    state = build_state(cfg, model, store.layout.dim if use_dra else None, cfg.train.epochs * steps_per_epoch,
+                        model_info=model_info)  # fmt: skip
     if state.head is not None:
         state.head.to(device)
     run = RunDir(out)

@@ -36,6 +36,7 @@ class TrainState:
     head: ProjectionHead | None
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
+    model_info: dict  # how to rebuild the classifier: name, dataset, num_classes, in_channels (see checkpoints.py)
     epoch: int = 0  # epochs completed
     best_robust: float = -1.0
 
@@ -48,6 +49,7 @@ class TrainState:
             "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
             "best_robust": self.best_robust,
+            "model_info": self.model_info,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -60,7 +62,8 @@ class TrainState:
         self.epoch, self.best_robust = int(state["epoch"]), float(state["best_robust"])
 
 
-def build_state(cfg: Config, model: Classifier, target_dim: int | None, total_steps: int) -> TrainState:
+def build_state(cfg: Config, model: Classifier, target_dim: int | None, total_steps: int, *,
+                model_info: dict) -> TrainState:  # fmt: skip
     """Model, EMA copy, DRA head (when target_dim), SGD with BN parameters exempt from weight decay, schedule."""
     head = ProjectionHead(model.feature_dim, target_dim, cfg.dra.hidden) if target_dim else None
     decay, no_decay = [], []
@@ -80,7 +83,7 @@ def build_state(cfg: Config, model: Classifier, target_dim: int | None, total_st
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    return TrainState(model, ema, head, optimizer, scheduler)
+    return TrainState(model, ema, head, optimizer, scheduler, model_info)
 
 
 @torch.no_grad()
@@ -196,8 +199,8 @@ def train(
             best = val_robust > state.best_robust
             if best:
                 state.best_robust = val_robust
-                run.save("best-ema.pt", {"ema": state.ema.state_dict(), "epoch": state.epoch,
-                                         "val_robust": val_robust, "val_clean": val_clean})  # fmt: skip
+                run.save("best-ema.pt", {"ema": state.ema.state_dict(), "model_info": state.model_info,
+                                         "epoch": state.epoch, "val_robust": val_robust, "val_clean": val_clean})  # fmt: skip
             run.save("last.pt", state.state_dict())
             run.log(record)
             mark = "  *best" if best else ""

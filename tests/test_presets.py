@@ -43,7 +43,7 @@ def test_overrides_are_type_checked():
 def test_schedule_warms_up_then_decays_and_bn_has_no_weight_decay():
     cfg = load_config("dmat-cifar10-1m-wrn28-10-dra")
     model = create_model("wrn-16-4", dataset="cifar10", num_classes=10, in_channels=3)
-    state = build_state(cfg, model, 256, total_steps=1000)
+    state = build_state(cfg, model, 256, total_steps=1000, model_info={})
     decay, no_decay = state.optimizer.param_groups
     bn_params = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
     assert {id(p) for p in no_decay["params"]} == bn_params and no_decay["weight_decay"] == 0
@@ -80,7 +80,7 @@ def test_one_trades_dra_step_at_full_model_size(preset, attack_steps):
     cfg = load_config(preset)
     torch.manual_seed(0)
     model = create_model(cfg.model.name, dataset="cifar10", num_classes=10, in_channels=3)
-    state = build_state(cfg, model, 256, total_steps=10)
+    state = build_state(cfg, model, 256, total_steps=10, model_info={})
     x, y, target = torch.rand(2, 3, 32, 32), torch.tensor([3, 7]), torch.randn(2, 256)
     before = [p.detach().clone() for p in model.parameters()]
     a = cfg.attack
