@@ -37,7 +37,7 @@ def setup(args, mode: str):
     from dra_pipeline.data.indexed import IndexedImages
     from dra_pipeline.models import create_model
     from dra_pipeline.run import online_teacher
-    from dra_pipeline.stages.train import build_state
+    from dra_pipeline.stages.train import build_state, channels_last
 
     device = torch.device(args.device)
     sets = [f"dra.weight={0 if mode == 'plain' else 1}", f"train.device={args.device}", *args.set]
@@ -57,10 +57,9 @@ def setup(args, mode: str):
     c = images.image_shape[2]
     dataset = real.spec.kind if real.spec.kind != "npz" else "cifar10"
     model = create_model(cfg.model.name, dataset=dataset, num_classes=10, in_channels=c).to(device)
-    if device.type == "cuda":
+    if channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
-    state = build_state(cfg, model, store.layout.dim if mode != "plain" else None, total_steps=10_000,
-                        model_info={})
+    state = build_state(cfg, model, store.layout.dim if mode != "plain" else None, total_steps=10_000, model_info={})
     if state.head is not None:
         state.head.to(device)
     online = online_teacher(store, images, device) if mode == "online" else None
@@ -72,6 +71,7 @@ def timed(args, modes: list[str]) -> dict:
     import numpy as np
     import torch
 
+    from dra_pipeline.distributed import Dist
     from dra_pipeline.stages.train import training_step
 
     if args.device == "cpu":
@@ -87,7 +87,7 @@ def timed(args, modes: list[str]) -> dict:
             wait_before = loader.wait_seconds
             start = time.perf_counter()
             batch = next(iters[m])
-            training_step(cfg, state, model.train(), batch, step=i, device=device, online_targets=online)
+            training_step(cfg, state, model.train(), batch, step=i, dist=Dist(device=device), online_targets=online)
             sync()
             if i >= args.warmup:
                 times[m].append(time.perf_counter() - start)
@@ -101,13 +101,14 @@ def peak_memory(args, mode: str) -> int:
     """Peak memory of a few steps of one mode alone (this process): GPU max allocated, else max RSS, bytes."""
     import torch
 
+    from dra_pipeline.distributed import Dist
     from dra_pipeline.stages.train import training_step
 
     cfg, state, model, loader, online, device = setup(args, mode)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     for i, batch in zip(range(3), loader.epoch(0)):
-        training_step(cfg, state, model.train(), batch, step=i, device=device, online_targets=online)
+        training_step(cfg, state, model.train(), batch, step=i, dist=Dist(device=device), online_targets=online)
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated()
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -52,7 +52,10 @@ class TrainConfig:
     warmup: float = 0.025  # fraction of all steps with a linear learning-rate ramp, then cosine to 0
     ema_decay: float = 0.995  # with warm-up: min(decay, (1 + step) / (10 + step))
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda (under torchrun: cuda:LOCAL_RANK)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # bf16 autocast for forwards; auto: bf16 on CUDA, else fp32
+    channels_last: Literal["auto", "on", "off"] = "auto"  # NHWC memory format; auto: on for CUDA, off on CPU
+    compile: bool = False  # torch.compile the classifier (first steps pay the compilation)
 
 
 @dataclass(frozen=True)

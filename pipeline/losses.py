@@ -25,22 +25,28 @@ class StepOutput:
     features_adv: Tensor  # (N, feature_dim): what the DRA head reads
 
 
-def uniform_start(eps: float, generator: torch.Generator | None):
+def uniform_start(eps: float, generator: torch.Generator | None, part: tuple[int, int] = (0, 1)):
+    """x -> x + U(-eps, eps). With part = (rank, world), x is slice `rank` of a global batch of world * len(x)
+    images and gets that slice of the global batch's noise, so the start does not depend on the process count."""
+    rank, world = part
+
     def start(x: Tensor) -> Tensor:
-        noise = torch.rand(x.shape, device=x.device, generator=generator, dtype=x.dtype)
-        return x + (2 * noise - 1) * eps
+        n = x.shape[0]
+        noise = torch.rand((world * n, *x.shape[1:]), device=x.device, generator=generator, dtype=x.dtype)
+        return x + (2 * noise[rank * n : (rank + 1) * n] - 1) * eps
 
     return start
 
 
 # ---- TRADES (Zhang et al. 2019, eq. 5) as in DM-AT: KL attack from x + U(-eps, eps), label smoothing ----------
 def trades(model: Classifier, x: Tensor, y: Tensor, *, eps: float, step: float, steps: int, beta: float,
-           label_smoothing: float, generator: torch.Generator | None = None) -> StepOutput:  # fmt: skip
+           label_smoothing: float, generator: torch.Generator | None = None,
+           part: tuple[int, int] = (0, 1)) -> StepOutput:  # fmt: skip
     """CE_smooth(f(x), y) + beta * KL(f(x_adv) || f(x)) / N, x_adv from `steps` sign-gradient steps on the KL."""
     with torch.no_grad(), frozen_bn_stats(model):
         p_clean = F.softmax(model(x), dim=1)
     x_adv = pgd_linf(model, x, lambda logits: F.kl_div(F.log_softmax(logits, 1), p_clean, reduction="sum"),
-                     eps=eps, step=step, steps=steps, random_start=uniform_start(eps, generator))  # fmt: skip
+                     eps=eps, step=step, steps=steps, random_start=uniform_start(eps, generator, part))  # fmt: skip
     logits_clean = model(x)
     logits_adv, features_adv = model.forward_with_features(x_adv)
     natural = F.cross_entropy(logits_clean, y, label_smoothing=label_smoothing)
@@ -50,9 +56,9 @@ def trades(model: Classifier, x: Tensor, y: Tensor, *, eps: float, step: float, 
 
 # ---- PGD-AT (Madry et al. 2018): cross-entropy on the worst case found by PGD --------------------------------
 def pgd_at(model: Classifier, x: Tensor, y: Tensor, *, eps: float, step: float, steps: int, label_smoothing: float,
-           generator: torch.Generator | None = None) -> StepOutput:  # fmt: skip
+           generator: torch.Generator | None = None, part: tuple[int, int] = (0, 1)) -> StepOutput:  # fmt: skip
     x_adv = pgd_linf(model, x, lambda logits: F.cross_entropy(logits, y), eps=eps, step=step, steps=steps,
-                     random_start=uniform_start(eps, generator))  # fmt: skip
+                     random_start=uniform_start(eps, generator, part))  # fmt: skip
     logits_adv, features_adv = model.forward_with_features(x_adv)
     with torch.no_grad(), frozen_bn_stats(model):
         logits_clean = model(x)

@@ -98,13 +98,17 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
     from .data import SourceSpec, open_source
     from .data.batches import BatchLoader, BatchPlan
     from .data.indexed import IndexedImages
+    from .distributed import barrier, broadcast, setup, teardown
     from .models import NORMALISATION, create_model
-    from .stages.train import build_state, train
+    from .stages.train import build_state, channels_last, train
 
-    auto = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(auto if cfg.train.device == "auto" else cfg.train.device)
+    dist = setup(cfg.train.device)
+    device = dist.device
     if device.type == "cpu":
         torch.set_flush_denormal(True)
+    if cfg.train.batch_size % dist.world:
+        raise DraError(f"train.batch_size {cfg.train.batch_size} is the global batch: it must divide evenly over "
+                       f"{dist.world} processes")  # fmt: skip
     store = None
     if features is not None:
         store = FeatureStore.open(features)
@@ -136,7 +140,8 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
                      synthetic_fraction=cfg.data.synthetic_fraction, steps_per_epoch=steps_per_epoch,
                      seed=cfg.train.seed)  # fmt: skip
     loader = BatchLoader(plan, images, store=store if use_dra else None, view=cfg.dra.view,
-                         padding=cfg.data.crop_padding, flip=cfg.data.flip)  # fmt: skip
+                         padding=cfg.data.crop_padding, flip=cfg.data.flip, rank=dist.rank,
+                         world=dist.world)  # fmt: skip
 
     torch.manual_seed(cfg.train.seed)
     h, w, c = images.image_shape
@@ -144,28 +149,44 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
                   "image_size": [h, w], "eps": cfg.attack.eps}  # fmt: skip
     model = create_model(cfg.model.name, dataset=dataset, num_classes=real.num_classes, in_channels=c,
                          checkpoint=cfg.model.checkpoint or None).to(device)  # fmt: skip
+    if channels_last(cfg, device):
+        model = model.to(memory_format=torch.channels_last)
     state = build_state(cfg, model, store.layout.dim if use_dra else None, cfg.train.epochs * steps_per_epoch,
                         model_info=model_info)  # fmt: skip
     if state.head is not None:
         state.head.to(device)
     run = RunDir(out)
     config = {**cfg.to_dict(), "features": str(features) if features else None}
-    if run.start(config):
+    resume = run.start(config) if dist.rank == 0 else None
+    barrier(dist)  # rank 0 has created (or checked) the run directory
+    if dist.rank != 0:
+        resume = run.start(config)
+    if resume:
         saved = run.load("last.pt", device)
         head = saved["head"]
         if head is not None and use_dra and head["net.4.weight"].shape[0] != store.layout.dim:
             raise DraError(f"{out}: the DRA head was trained for {head['net.4.weight'].shape[0]}-d features but "
                            f"{features} holds {store.layout.dim}-d features; use the original store")  # fmt: skip
         state.load_state_dict(saved)
-        echo(f"resuming {out} after epoch {state.epoch}")
+        if dist.rank == 0:
+            echo(f"resuming {out} after epoch {state.epoch}")
+    for module in (state.model, state.head) if state.head is not None else (state.model,):
+        broadcast(dist, module.state_dict().values())  # every rank starts from rank 0's weights
+    step_model = torch.compile(state.model) if cfg.train.compile else state.model
     online = online_teacher(store, images, device) if cfg.dra.online_teacher else None
     val_images, val_labels = real.read(np.arange(n_val)), real.labels[:n_val]
     val = (torch.from_numpy(val_images).permute(0, 3, 1, 2).float() / 255, torch.from_numpy(val_labels))
     total = (cfg.train.epochs - state.epoch) * steps_per_epoch
-    with tqdm(total=total, desc="train", unit="step", mininterval=2) as bar:
-        train(cfg, state, loader, run, val=val, device=device, progress=bar.update, log=tqdm.write,
-              online_targets=online)  # fmt: skip
-    echo(f"done: {out} (best EMA validation PGD-{cfg.attack.val_steps} accuracy {state.best_robust:.3f}, n={n_val})")
+    with tqdm(total=total, desc="train", unit="step", mininterval=2, disable=dist.rank != 0) as bar:
+        try:
+            train(cfg, state, loader, run, val=val, dist=dist, model=step_model, progress=bar.update,
+                  log=tqdm.write, online_targets=online)  # fmt: skip
+            barrier(dist)
+        finally:
+            teardown(dist)
+    if dist.rank == 0:
+        echo(f"done: {out} (best EMA validation PGD-{cfg.attack.val_steps} accuracy {state.best_robust:.3f}, "
+             f"n={n_val})")  # fmt: skip
     return state
 
 

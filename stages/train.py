@@ -23,6 +23,7 @@ from torch import nn
 from dra_pipeline.attacks import pgd_linf
 from dra_pipeline.config import Config
 from dra_pipeline.data.batches import BatchLoader
+from dra_pipeline.distributed import SINGLE, Dist, all_reduce_sum, average_gradients, broadcast
 from dra_pipeline.errors import DraError
 from dra_pipeline.losses import ProjectionHead, alignment_loss, pgd_at, trades, uniform_start
 from dra_pipeline.models import Classifier
@@ -96,65 +97,79 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
         e.copy_(b)
 
 
-def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
-    """A generator for the attack's random start, keyed by (seed, rank, step)."""
-    key = int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    """A generator for the attack's random start of global step `step`, the same on every rank."""
+    key = int(np.random.SeedSequence([seed, 0, step]).generate_state(1)[0])
     return torch.Generator(device=device).manual_seed(key)
 
 
+def bf16_autocast(cfg: Config, device: torch.device) -> bool:
+    return cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and device.type == "cuda")
+
+
+def channels_last(cfg: Config, device: torch.device) -> bool:
+    return cfg.train.channels_last == "on" or (cfg.train.channels_last == "auto" and device.type == "cuda")
+
+
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step: float, steps: int,
-                    batch_size: int = 256) -> tuple[float, float]:  # fmt: skip
-    """(clean, PGD) accuracy of `model` in eval mode on (x, y), PGD with CE and a random start seeded 0."""
+                    batch_size: int = 256, dist: Dist = SINGLE) -> tuple[float, float]:  # fmt: skip
+    """(clean, PGD) accuracy of `model` in eval mode on (x, y), PGD with CE and a random start seeded per block.
+
+    Blocks of `batch_size` images are dealt to ranks round-robin and the counts summed, so the result does not
+    depend on the number of processes.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    clean = robust = 0
-    for a in range(0, len(x), batch_size):
+    counts = torch.zeros(2, dtype=torch.float64)
+    for a in range(dist.rank * batch_size, len(x), dist.world * batch_size):
         xb, yb = x[a : a + batch_size].to(device), y[a : a + batch_size].to(device)
         with torch.no_grad():
-            clean += (model(xb).argmax(1) == yb).sum().item()
+            counts[0] += (model(xb).argmax(1) == yb).sum().item()
         start = uniform_start(eps, torch.Generator(device=device).manual_seed(a))
         x_adv = pgd_linf(model, xb, lambda o, yb=yb: F.cross_entropy(o, yb), eps=eps, step=step, steps=steps,
                          random_start=start)  # fmt: skip
         with torch.no_grad():
-            robust += (model(x_adv).argmax(1) == yb).sum().item()
+            counts[1] += (model(x_adv).argmax(1) == yb).sum().item()
     model.train(was_training)
-    return clean / len(x), robust / len(x)
+    clean, robust = (all_reduce_sum(dist, counts.to(device)).cpu() / len(x)).tolist()
+    return clean, robust
 
 
-def training_step(cfg: Config, state: TrainState, model: nn.Module, batch, *, step: int, device: torch.device,
-                  rank: int = 0, online_targets=None) -> dict[str, float]:  # fmt: skip
-    """One optimisation step: attack, TRADES/PGD-AT loss (+ lambda * DRA alignment), update, EMA.
+def training_step(cfg: Config, state: TrainState, model: nn.Module, batch, *, step: int, dist: Dist = SINGLE,
+                  online_targets=None) -> dict[str, float]:  # fmt: skip
+    """One optimisation step on this rank's slice of the global batch: attack, TRADES/PGD-AT loss
+    (+ lambda * DRA alignment), gradients averaged over ranks, update, EMA.
 
-    Returns the step's loss, alignment loss and clean/adversarial training accuracy. A non-finite loss is
-    returned without updating anything.
+    `model` is state.model or its compiled form. Returns the step's loss, alignment loss and clean/adversarial
+    training accuracy, averaged over ranks. A non-finite loss (on any rank) is returned without updating anything.
     """
-    t, a = cfg.train, cfg.attack
+    t, a, device = cfg.train, cfg.attack, dist.device
     x, y = batch.images.to(device, non_blocking=True), batch.labels.to(device, non_blocking=True)
-    g = step_generator(t.seed, rank, step, device)
-    if t.loss == "trades":
-        out = trades(model, x, y, eps=a.eps, step=a.step, steps=a.steps, beta=t.beta,
-                     label_smoothing=t.label_smoothing, generator=g)  # fmt: skip
-    else:
-        out = pgd_at(model, x, y, eps=a.eps, step=a.step, steps=a.steps, label_smoothing=t.label_smoothing, generator=g)
-    loss, align = out.loss, torch.zeros((), device=device)
-    if state.head is not None and cfg.dra.weight > 0:
-        targets = online_targets(batch.rows, batch.flipped) if online_targets else batch.targets
-        align = alignment_loss(state.head(out.features_adv), targets.to(device, non_blocking=True))
-        loss = loss + cfg.dra.weight * align
-    loss_value = loss.item()
+    if channels_last(cfg, device):
+        x = x.contiguous(memory_format=torch.channels_last)
+    kw = dict(eps=a.eps, step=a.step, steps=a.steps, label_smoothing=t.label_smoothing,
+              generator=step_generator(t.seed, step, device), part=(dist.rank, dist.world))  # fmt: skip
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_autocast(cfg, device)):
+        out = trades(model, x, y, beta=t.beta, **kw) if t.loss == "trades" else pgd_at(model, x, y, **kw)
+        loss, align = out.loss.float(), torch.zeros((), device=device)
+        if state.head is not None and cfg.dra.weight > 0:
+            targets = online_targets(batch.rows, batch.flipped) if online_targets else batch.targets
+            align = alignment_loss(state.head(out.features_adv).float(), targets.to(device, non_blocking=True))
+            loss = loss + cfg.dra.weight * align
+    metrics = torch.stack([loss.detach(), align.detach(), (out.logits_clean.argmax(1) == y).float().mean(),
+                           (out.logits_adv.argmax(1) == y).float().mean()])  # fmt: skip
+    loss_value, align_value, clean_acc, adv_acc = (all_reduce_sum(dist, metrics) / dist.world).tolist()
     if math.isfinite(loss_value):
+        params = [*state.model.parameters(), *(state.head.parameters() if state.head is not None else [])]
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(dist, params)
         state.optimizer.step()
         state.scheduler.step()
+        broadcast(dist, state.model.buffers())  # rank 0's BN running statistics, as DataParallel keeps them
         update_ema(state.ema, state.model, t.ema_decay, step)
-    return {
-        "loss": loss_value,
-        "align": align.item(),
-        "clean_acc": (out.logits_clean.argmax(1) == y).float().mean().item(),
-        "adv_acc": (out.logits_adv.argmax(1) == y).float().mean().item(),
-    }
+    return {"loss": loss_value, "align": align_value, "clean_acc": clean_acc, "adv_acc": adv_acc}
 
 
 def train(
@@ -164,23 +179,26 @@ def train(
     run: RunDir,
     *,
     val: tuple[torch.Tensor, torch.Tensor],
-    device: torch.device,
-    rank: int = 0,
+    dist: Dist = SINGLE,
+    model: nn.Module | None = None,
     online_targets: Callable[[np.ndarray, np.ndarray], torch.Tensor] | None = None,
     progress: Callable[[int], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> TrainState:
-    """Train from state.epoch to cfg.train.epochs; checkpoint, validate and log at every epoch end."""
+    """Train from state.epoch to cfg.train.epochs; checkpoint, validate and log at every epoch end (rank 0 writes).
+
+    `model` is what the step calls (state.model, or its torch.compile form).
+    """
     t, a = cfg.train, cfg.attack
-    model = state.model
+    model = model if model is not None else state.model
     steps_per_epoch = loader.plan.steps_per_epoch
     for epoch in range(state.epoch, t.epochs):
         model.train()
         start, sums, n = time.perf_counter(), {"loss": 0.0, "align": 0.0, "clean_acc": 0.0, "adv_acc": 0.0}, 0
         wait_start = loader.wait_seconds
         for index, batch in enumerate(loader.epoch(epoch)):
-            metrics = training_step(cfg, state, model, batch, step=epoch * steps_per_epoch + index, device=device,
-                                    rank=rank, online_targets=online_targets)  # fmt: skip
+            metrics = training_step(cfg, state, model, batch, step=epoch * steps_per_epoch + index, dist=dist,
+                                    online_targets=online_targets)  # fmt: skip
             if not math.isfinite(metrics["loss"]):
                 raise DraError(f"loss is {metrics['loss']} at epoch {epoch + 1}, batch {index + 1}; stopped. The last "
                                f"good checkpoint (epoch {state.epoch}) is kept in {run.path / 'last.pt'}")  # fmt: skip
@@ -190,17 +208,19 @@ def train(
             if progress:
                 progress(1)
         state.epoch = epoch + 1
-        val_clean, val_robust = robust_accuracy(state.ema, *val, eps=a.eps, step=a.step, steps=a.val_steps)
+        val_clean, val_robust = robust_accuracy(state.ema, *val, eps=a.eps, step=a.step, steps=a.val_steps, dist=dist)
         record = {"epoch": state.epoch, **{k: v / max(n, 1) for k, v in sums.items()},
                   "val_clean": val_clean, "val_robust": val_robust, "val_n": len(val[0]),
                   "lr": state.scheduler.get_last_lr()[0], "epoch_s": time.perf_counter() - start,
                   "feature_wait_s": loader.wait_seconds - wait_start}  # fmt: skip
-        if rank == 0:
-            best = val_robust > state.best_robust
+        best = val_robust > state.best_robust
+        if best:
+            state.best_robust = val_robust
+        if dist.rank == 0:
             if best:
-                state.best_robust = val_robust
                 run.save("best-ema.pt", {"ema": state.ema.state_dict(), "model_info": state.model_info,
-                                         "epoch": state.epoch, "val_robust": val_robust, "val_clean": val_clean})  # fmt: skip
+                                         "epoch": state.epoch, "val_robust": val_robust,
+                                         "val_clean": val_clean})  # fmt: skip
             run.save("last.pt", state.state_dict())
             run.log(record)
             mark = "  *best" if best else ""

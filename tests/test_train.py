@@ -222,3 +222,32 @@ def test_online_teacher_matches_cached_targets_and_width_is_checked(tmp_path, fm
     extract_store(fmnist, tmp_path / "f.zarr", "--overwrite", "--layer", "dec.16x16_block1")  # 16-d, not 32-d
     resumed = CliRunner().invoke(main, a)
     assert resumed.exit_code == 1 and "trained for 32-d features" in resumed.output
+
+
+def test_bf16_autocast_and_channels_last_train(tmp_path, fmnist):
+    """The GPU settings forced on CPU: forwards under bf16 autocast, NHWC tensors; weights stay float32."""
+    out = tmp_path / "run"
+    args = train_args(fmnist, out, "--set", "train.precision=bf16", "--set", "train.channels_last=on", epochs=1)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    stats = json.loads((out / "stats.jsonl").read_text())
+    assert np.isfinite(stats["loss"]) and 0 <= stats["val_robust"] <= stats["val_clean"] <= 1
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert all(v.dtype == torch.float32 for k, v in last["model"].items() if v.is_floating_point())
+
+
+def test_compile_option_steps_through_torch_compile(tmp_path, fmnist, monkeypatch):
+    """train.compile=true routes every step through torch.compile's wrapper (dynamo tracing with the eager
+    backend here: inductor's code generation takes minutes on these CPUs); checkpoints keep plain names."""
+    calls = []
+
+    def eager_compile(model, **kw):
+        calls.append(model)
+        return torch._dynamo.optimize("eager")(model)
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, train_args(fmnist, out, "--set", "train.compile=true", epochs=1))
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1
+    assert not any(k.startswith("_orig_mod") for k in torch.load(out / "last.pt", weights_only=True)["model"])

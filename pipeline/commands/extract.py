@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -48,6 +47,7 @@ def extract(teacher_name, checkpoint, data_text, synthetic, data_dir, out, layer
     from ..cache import FeatureStore
     from ..data import open_source
     from ..data.indexed import IndexedImages
+    from ..distributed import barrier, setup, teardown
     from ..errors import DraError
     from ..stages.extract import extract as run_extract
     from ..teachers import create_teacher, teacher_spec
@@ -58,12 +58,10 @@ def extract(teacher_name, checkpoint, data_text, synthetic, data_dir, out, layer
         raise DraError(f"{spec.name} is told a timestep: use --t, not --sigma")
     if timestep is not None and spec.noise_kind != "t":
         raise DraError(f"{spec.name} is told a noise std: use --sigma, not --t")
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    device = device or _default_device(rank)
+    dist = setup(device or "auto")
+    rank, world, device = dist.rank, dist.world, str(dist.device)
     if device == "cpu":
         torch.set_flush_denormal(True)
-    if world > 1:
-        torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
 
     real = open_source(data_text or spec.dataset, data_dir=data_dir)
     images = IndexedImages([real, *(open_source(p) for p in synthetic)])
@@ -84,33 +82,23 @@ def extract(teacher_name, checkpoint, data_text, synthetic, data_dir, out, layer
                      dtype=dtype, rows_per_shard=rows_per_shard, limit=limit)  # fmt: skip
     if rank == 0:
         store = FeatureStore.create_or_resume(out, overwrite=overwrite, **create_kw)
-    if world > 1:
-        torch.distributed.barrier()
-        if rank != 0:
-            store = FeatureStore.open(out, mode="r+")
+    barrier(dist)
+    if rank != 0:
+        store = FeatureStore.open(out, mode="r+")
     owned = range(rank, store.layout.num_shards, world)
     todo_rows = sum(np.diff(store.layout.shard_rows(k))[0] for k in store.missing_shards() if k in set(owned))
     with tqdm(total=int(todo_rows), desc=f"extract {spec.name}" + (f" rank {rank}" if world > 1 else ""),
               unit="img", disable=rank != 0, mininterval=1) as bar:  # fmt: skip
         written = run_extract(teacher, images, store, views=views, batch_size=batch_size, shards=owned,
                               autocast=autocast, progress=bar.update)  # fmt: skip
-    if world > 1:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+    barrier(dist)  # every rank's shards are written before rank 0 reports
+    teardown(dist)
     if rank == 0:
         missing = FeatureStore.open(out).missing_shards()
         state = "complete" if not missing else f"{len(missing)} shards missing: rerun to resume"
         click.echo(
             f"{out}: {store.layout.rows} rows x {len(views)} views x {dim}, wrote {len(written)} shards, {state}"
         )
-
-
-def _default_device(rank: int) -> str:
-    import torch
-
-    if not torch.cuda.is_available():
-        return "cpu"
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
 
 
 def _dataset_name(source) -> str:

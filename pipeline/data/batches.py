@@ -52,15 +52,22 @@ class BatchPlan:
         return cached[1]
 
 
-def augment(images: np.ndarray, *, padding: int, flip: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random crop after zero padding and random horizontal flip: uint8 (N, H, W, C) -> same, flipped mask (N,)."""
+def augment(images: np.ndarray, *, padding: int, flip: bool, rng: np.random.Generator,
+            part: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Random crop after zero padding and random horizontal flip: uint8 (N, H, W, C) -> same, flipped mask (N,).
+
+    With part = (rank, world) the images are slice `rank` of a global batch of world * N and get that slice of
+    the global batch's draws, so augmentation does not depend on the process count.
+    """
     n, h, w, _ = images.shape
+    rank, world = part
+    mine = slice(rank * n, (rank + 1) * n)
     out = images
     if padding:
         padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-        dy, dx = rng.integers(0, 2 * padding + 1, n), rng.integers(0, 2 * padding + 1, n)
+        dy, dx = (rng.integers(0, 2 * padding + 1, world * n)[mine] for _ in range(2))
         out = np.stack([padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
-    flipped = rng.random(n) < 0.5 if flip else np.zeros(n, dtype=bool)
+    flipped = rng.random(world * n)[mine] < 0.5 if flip else np.zeros(n, dtype=bool)
     out = out.copy() if out is images else out
     out[flipped] = out[flipped, :, ::-1]
     return out, flipped
@@ -97,8 +104,8 @@ class BatchLoader:
         share = len(rows) // self.world
         rows = rows[self.rank * share : (self.rank + 1) * share]
         pixels, labels = self.images.read(rows)
-        rng = np.random.default_rng([self.plan.seed, epoch, index, 2, self.rank])
-        pixels, flipped = augment(pixels, padding=self.padding, flip=self.flip, rng=rng)
+        rng = np.random.default_rng([self.plan.seed, epoch, index, 2, 0])  # the same draws on every rank
+        pixels, flipped = augment(pixels, padding=self.padding, flip=self.flip, rng=rng, part=(self.rank, self.world))
         targets = None
         if self.store is not None:
             feats = self.store.read(rows)  # (n, views, dim)

@@ -32,10 +32,13 @@ def _preact(**kw):
     return PreActResNet18(**kw)
 
 
-def _small(**kw):
-    from .small import SmallCNN
+def _small(batch_norm: bool = True):
+    def build(**kw):
+        from .small import SmallCNN
 
-    return SmallCNN(**kw)
+        return SmallCNN(batch_norm=batch_norm, **kw)
+
+    return build
 
 
 def _timm(name: str, **timm_kw):
@@ -54,7 +57,8 @@ MODELS: dict[str, Callable[..., Classifier]] = {
     "wrn-70-16": _wrn(70, 16),
     "wrn-16-4": _wrn(16, 4),
     "preact-resnet-18": _preact,
-    "small-cnn": _small,  # Fashion-MNIST on CPU
+    "small-cnn": _small(),  # Fashion-MNIST on CPU
+    "small-cnn-nobn": _small(batch_norm=False),  # the same without batch norm (batch-split invariant)
     "vit-b-2": _timm("vit_base_patch16_224", img_size=32, patch_size=2),  # ViT-B with 2x2 patches on 32x32
     "convnext-b": _timm("convnext_base"),
     "vit-b-16": _timm("vit_base_patch16_224"),

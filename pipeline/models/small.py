@@ -1,7 +1,8 @@
 """Small networks that adversarially train in minutes on a CPU (Fashion-MNIST, 28 x 28 x 1).
 
 SmallCNN follows the TRADES paper's MNIST network (four 3x3 convolutions, two 200-unit fully connected layers)
-with SiLU and batch norm; its penultimate representation is the 200-unit layer.
+with SiLU and batch norm; its penultimate representation is the 200-unit layer. `batch_norm=False` drops the
+batch norms: its outputs then do not depend on how a batch is split (DDP equivalence tests, BN ablations).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from .base import Classifier
 
 class SmallCNN(Classifier):
     def __init__(self, *, num_classes: int, in_channels: int = 1, image_size: int = 28, width: int = 32,
-                 mean: Sequence[float], std: Sequence[float]):  # fmt: skip
+                 batch_norm: bool = True, mean: Sequence[float], std: Sequence[float]):  # fmt: skip
         super().__init__(mean, std)
 
         def conv(cin, cout):
+            if not batch_norm:
+                return [nn.Conv2d(cin, cout, 3), nn.SiLU()]
             return [nn.Conv2d(cin, cout, 3, bias=False), nn.BatchNorm2d(cout), nn.SiLU()]
 
         self.body = nn.Sequential(
