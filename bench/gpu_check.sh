@@ -15,7 +15,7 @@ for mod in zarr numcodecs donfig google_crc32c packaging typing_extensions; do  
     python3 -m pip install -q --no-index --no-deps --find-links .whl --target /tmp/site "${mod//_/-}"
 done
 export PYTHONPATH=/tmp/site:$PWD/bench PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
 python3 -c "import torch, zarr; print('torch', torch.__version__, 'zarr', zarr.__version__)"
 # Sizes can be shrunk for a CPU rehearsal: DEVICE=cpu ROWS=64 BATCH=8 STEPS=1 bash bench/gpu_check.sh
 DEVICE=${DEVICE:-cuda} ROWS=${ROWS:-50000} BATCH=${BATCH:-512} STEPS=${STEPS:-8}

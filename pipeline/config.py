@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Literal
 
 from .errors import DraError
 
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
+PRESETS_DIR = Path(str(importlib.resources.files("dra_pipeline.configs")))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ def _views(text: str) -> tuple[str, ...]:
 @click.option("--out", type=click.Path(path_type=Path), help="Store path (default: cache/<dataset>.zarr).")
 @click.option("--layer", help="Module whose output is pooled (default: the teacher's).")
 @click.option("--sigma", type=float, help="Noise std for sigma-parameterised teachers (EDM), images in [-1, 1].")
-@click.option("--t", "timestep", type=int, help="Timestep for timestep-parameterised teachers (DDPM, DiT).")
+@click.option("--t", "timestep", type=float,
+              help="Timestep for timestep-parameterised teachers: DDPM/DiT steps; LightningDiT t in [0, 1], 1 = clean.")
 @click.option("--views", default="clean", show_default=True, help="Comma list of clean, flip, extra-sigma.")
 @click.option("--zero-channels", default="none", show_default=True, help="auto, none, or a comma list of channels.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds each row's noise with (seed, row).")
@@ -67,7 +68,7 @@ def extract(teacher_name, checkpoint, data_text, synthetic, data_dir, out, layer
     images = IndexedImages([real, *(open_source(p) for p in synthetic)])
     out = out or Path("cache") / f"{_dataset_name(real)}.zarr"
     views = _views(views)
-    noise = sigma if timestep is None else timestep
+    noise = sigma if timestep is None else (int(timestep) if timestep.is_integer() else timestep)
     teacher = create_teacher(teacher_name, checkpoint=checkpoint, layer=layer, noise=noise, seed=seed, device=device)
     rows = len(images) if limit is None else min(limit, len(images))
     teacher.set_zero_channels(resolve_zero_channels(zero_channels, teacher, images))

@@ -92,7 +92,7 @@ def _floats(text: str, option: str) -> list[float]:
 
 @teacher.command("probe")
 @click.option("--teacher", "name", required=True, help="Registered teacher (see `teacher list`).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), help="Weights other than the default.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="Weights (file or folder) other than the default.")
 @click.option("--data", "data_text", help="Source the probe trains on. Default: the teacher's dataset.")
 @click.option("--test-data", "test_text", help="Source it is tested on. Default: the named dataset's test split.")
 @DATA_DIR
@@ -152,7 +152,7 @@ def teacher_probe(name, checkpoint, data_text, test_text, data_dir, layers, sigm
 
 @teacher.command("massive-channels")
 @click.option("--teacher", "name", required=True, help="Registered teacher (see `teacher list`).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), help="Weights other than the default.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="Weights (file or folder) other than the default.")
 @click.option("--data", "data_text", help="Image source. Default: the teacher's dataset.")
 @DATA_DIR
 @click.option("--layer", help="Layer to inspect. Default: the teacher's layer.")

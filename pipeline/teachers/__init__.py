@@ -1,6 +1,6 @@
 """Frozen diffusion teachers: a registry of specs and builders, and the call contract in base.py."""
 
-from . import diffusers_teachers, edm  # noqa: F401  (register the diffusers and EDM-family teachers)
+from . import diffusers_teachers, edm, lightningdit  # noqa: F401  (register the teachers)
 from .base import VIEWS, Teacher, TeacherSpec
 from .registry import create_teacher, list_teachers, register_teacher, teacher_spec
 

@@ -35,7 +35,7 @@ EXTRA_SIGMA_LOG_MEAN, EXTRA_SIGMA_LOG_STD = -1.2, 1.2  # EDM's P_mean, P_std
 @dataclass(frozen=True)
 class TeacherSpec:
     name: str
-    family: str  # edm | ddpm | dit | tiny
+    family: str  # edm | ddpm | dit | lightningdit | tiny
     dataset: str  # source text of the real training set the teacher implies (e.g. "cifar10")
     resolution: int  # side length the network expects, pixels
     channels: int  # image channels it expects
@@ -83,6 +83,10 @@ class Teacher(nn.Module):
     def add_noise(self, x: Tensor, eps: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
         """Noisy input and the level the network is told, for noise std `sigma` (N,) in model units."""
         return x + sigma.view(-1, *[1] * (x.dim() - 1)) * eps, sigma
+
+    def register_feature_hook(self, layer: str, module: nn.Module, hook) -> torch.utils.hooks.RemovableHandle:
+        """Attach hook(module, inputs, output) to where `layer` is read: by default the module's output."""
+        return module.register_forward_hook(hook)
 
     def default_sigma(self) -> float:
         """The teacher's fixed noise level as a noise std (EDM sigma; timestep teachers convert)."""
@@ -170,7 +174,7 @@ class Teacher(nn.Module):
             self._captured = output[0] if isinstance(output, tuple) else output
             raise _Stop
 
-        handle = modules[self.layer].register_forward_hook(hook)
+        handle = self.register_feature_hook(self.layer, modules[self.layer], hook)
         try:
             self.run(x_noisy, level, labels)
         except _Stop:

@@ -91,8 +91,11 @@ def load_denoiser(path: Path) -> EDMDenoiser:
     return denoiser
 
 
-def load_strict(module: nn.Module, state: dict[str, Tensor], where: Path) -> None:
-    """load_state_dict(strict=True) with the first missing/unexpected/mis-shaped key named in one line."""
+def load_strict(module: nn.Module, state: dict[str, Tensor], where: Path, *, assign: bool = False) -> None:
+    """load_state_dict(strict=True) with the first missing/unexpected/mis-shaped key named in one line.
+
+    assign=True takes the given tensors as the module's (for a module built on the meta device).
+    """
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -106,7 +109,7 @@ def load_strict(module: nn.Module, state: dict[str, Tensor], where: Path) -> Non
             raise DraError(
                 f"{where}: {key} has shape {tuple(value.shape)}, the network expects {tuple(own[key].shape)}"
             )
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=True, assign=assign)
 
 
 def save_safetensors(denoiser: EDMDenoiser, path: Path, extra: dict | None = None) -> None:
