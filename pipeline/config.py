@@ -20,10 +20,13 @@ class DataConfig:
     dataset: str = "fashion-mnist"  # real training set (source text); the store's sources override it
     synthetic: tuple[str, ...] = ()  # DM-AT npz files of generated images (without a store)
     synthetic_fraction: float = 0.0  # share of each batch drawn (with replacement) from synthetic rows; DM-AT: 0.7
-    validation: int = 1024  # first N real training images held out to pick the best checkpoint
+    validation: int = 1024  # N real training images held out to pick the best checkpoint
+    validation_rows: Literal["first", "spread"] = "first"  # first N (DM-AT), or N evenly spaced (class-sorted folders)
     crop_padding: int = 4  # random crop after zero-padding by this many pixels (0: no crop)
+    crop_size: int = 0  # random crop of this side from each image, center crop for validation (0: keep the size)
     flip: bool = True  # random horizontal flips
     epoch_images: int = 0  # images per "epoch" (0: the real training set's size; DM-AT: 50000 for CIFAR-10)
+    workers: int = 1  # threads preparing batches (image decoding: raise it for JPEG folders such as ImageNet)
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,10 @@ class TrainConfig:
     label_smoothing: float = 0.1
     epochs: int = 10
     batch_size: int = 128  # global batch (all ranks together)
+    optimizer: Literal["sgd", "lion"] = "sgd"  # SGD Nesterov (DM-AT) or Lion (betas 0.9, 0.99; DRA's ImageNet runs)
     lr: float = 0.1  # peak learning rate (DM-AT: 0.2 at batch 512)
     momentum: float = 0.9  # SGD Nesterov
-    weight_decay: float = 5e-4  # not applied to batch-norm parameters
+    weight_decay: float = 5e-4  # not applied to normalisation-layer parameters (batch, layer, group norm)
     warmup: float = 0.025  # fraction of all steps with a linear learning-rate ramp, then cosine to 0
     ema_decay: float = 0.995  # with warm-up: min(decay, (1 + step) / (10 + step))
     seed: int = 0

@@ -123,11 +123,12 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
         sources = [open_source(cfg.data.dataset, data_dir=data_dir), *(open_source(p) for p in cfg.data.synthetic)]
     images = IndexedImages(sources)
     real = sources[0]
-    dataset = real.spec.kind
+    dataset = "imagenet" if real.spec.kind == "folder" else real.spec.kind  # folders are in the ImageNet layout
     if dataset not in NORMALISATION:
         raise DraError(f"no normalisation known for {dataset!r}; train on {', '.join(NORMALISATION)}")
     n_val = cfg.data.validation
-    real_rows = np.arange(n_val, len(real))
+    val_rows = validation_rows(len(real), n_val, cfg.data.validation_rows)
+    real_rows = np.setdiff1d(np.arange(len(real)), val_rows)
     synthetic_rows = np.arange(len(real), len(images))
     if cfg.data.synthetic_fraction > 0 and not len(synthetic_rows):
         raise DraError("data.synthetic_fraction > 0 but there are no synthetic images (extract with --synthetic)")
@@ -140,11 +141,12 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
                      synthetic_fraction=cfg.data.synthetic_fraction, steps_per_epoch=steps_per_epoch,
                      seed=cfg.train.seed)  # fmt: skip
     loader = BatchLoader(plan, images, store=store if use_dra else None, view=cfg.dra.view,
-                         padding=cfg.data.crop_padding, flip=cfg.data.flip, rank=dist.rank,
-                         world=dist.world)  # fmt: skip
+                         padding=cfg.data.crop_padding, flip=cfg.data.flip, crop_size=cfg.data.crop_size,
+                         rank=dist.rank, world=dist.world, workers=cfg.data.workers)  # fmt: skip
 
     torch.manual_seed(cfg.train.seed)
     h, w, c = images.image_shape
+    h, w = (cfg.data.crop_size, cfg.data.crop_size) if cfg.data.crop_size else (h, w)
     model_info = {"name": cfg.model.name, "dataset": dataset, "num_classes": real.num_classes, "in_channels": c,
                   "image_size": [h, w], "eps": cfg.attack.eps}  # fmt: skip
     model = create_model(cfg.model.name, dataset=dataset, num_classes=real.num_classes, in_channels=c,
@@ -174,7 +176,7 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
         broadcast(dist, module.state_dict().values())  # every rank starts from rank 0's weights
     step_model = torch.compile(state.model) if cfg.train.compile else state.model
     online = online_teacher(store, images, device) if cfg.dra.online_teacher else None
-    val_images, val_labels = real.read(np.arange(n_val)), real.labels[:n_val]
+    val_images, val_labels = center_crop(real.read(val_rows), cfg.data.crop_size), real.labels[val_rows]
     val = (torch.from_numpy(val_images).permute(0, 3, 1, 2).float() / 255, torch.from_numpy(val_labels))
     total = (cfg.train.epochs - state.epoch) * steps_per_epoch
     with tqdm(total=total, desc="train", unit="step", mininterval=2, disable=dist.rank != 0) as bar:
@@ -188,6 +190,27 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
         echo(f"done: {out} (best EMA validation PGD-{cfg.attack.val_steps} accuracy {state.best_robust:.3f}, "
              f"n={n_val})")  # fmt: skip
     return state
+
+
+def validation_rows(n_real: int, n_val: int, how: str):
+    """Rows of the real training set held out for validation: the first n_val (DM-AT), or n_val evenly spaced
+    ("spread", for sources sorted by class such as image folders)."""
+    import numpy as np
+
+    if n_val >= n_real:
+        raise DraError(f"data.validation={n_val} leaves no training images (the real set has {n_real})")
+    if how == "first":
+        return np.arange(n_val)
+    return np.unique(np.linspace(0, n_real - 1, n_val).round().astype(np.int64))
+
+
+def center_crop(images, size: int):
+    """uint8 (N, H, W, C) -> (N, size, size, C) central crop; size 0 keeps the images."""
+    if not size:
+        return images
+    h, w = images.shape[1:3]
+    top, left = (h - size) // 2, (w - size) // 2
+    return images[:, top : top + size, left : left + size]
 
 
 def online_teacher(store, images, device):

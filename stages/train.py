@@ -29,6 +29,8 @@ from dra_pipeline.losses import ProjectionHead, alignment_loss, pgd_at, trades, 
 from dra_pipeline.models import Classifier
 from dra_pipeline.run import RunDir
 
+NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
+
 
 @dataclass
 class TrainState:
@@ -65,16 +67,22 @@ class TrainState:
 
 def build_state(cfg: Config, model: Classifier, target_dim: int | None, total_steps: int, *,
                 model_info: dict) -> TrainState:  # fmt: skip
-    """Model, EMA copy, DRA head (when target_dim), SGD with BN parameters exempt from weight decay, schedule."""
+    """Model, EMA copy, DRA head (when target_dim), optimizer (SGD Nesterov or Lion) with normalisation-layer
+    parameters exempt from weight decay, schedule."""
     head = ProjectionHead(model.feature_dim, target_dim, cfg.dra.hidden) if target_dim else None
     decay, no_decay = [], []
     for module in [model] + ([head] if head is not None else []):
         for m in module.modules():
             for p in m.parameters(recurse=False):
-                (no_decay if isinstance(m, nn.modules.batchnorm._BatchNorm) else decay).append(p)
+                (no_decay if isinstance(m, NORM_LAYERS) else decay).append(p)
     t = cfg.train
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=True)
+    if t.optimizer == "lion":
+        from timm.optim import Lion
+
+        optimizer = Lion(groups, lr=t.lr, betas=(0.9, 0.99))
+    else:
+        optimizer = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=True)
     warmup = max(1, round(t.warmup * total_steps))
 
     def factor(step: int) -> float:  # linear warm-up to the peak, then cosine to zero

@@ -75,13 +75,18 @@ def test_ema_warms_up_and_copies_bn_statistics():
     assert torch.equal(ema.body[1].running_mean, model.body[1].running_mean)
 
 
-@pytest.mark.parametrize(("preset", "attack_steps"), [("dmat-cifar10-1m-wrn28-10-dra", 10), ("vit-b2-cifar10", 1)])
-def test_one_trades_dra_step_at_full_model_size(preset, attack_steps):
+@pytest.mark.parametrize(
+    ("preset", "attack_steps", "dataset", "side", "dim"),
+    [("dmat-cifar10-1m-wrn28-10-dra", 10, "cifar10", 32, 256), ("vit-b2-cifar10", 1, "cifar10", 32, 256),
+     pytest.param("imagenet-convnext-b-dra", 3, "imagenet", 224, 1152, marks=pytest.mark.slow)],
+)  # fmt: skip
+def test_one_trades_dra_step_at_full_model_size(preset, attack_steps, dataset, side, dim):
     cfg = load_config(preset)
     torch.manual_seed(0)
-    model = create_model(cfg.model.name, dataset="cifar10", num_classes=10, in_channels=3)
-    state = build_state(cfg, model, 256, total_steps=10, model_info={})
-    x, y, target = torch.rand(2, 3, 32, 32), torch.tensor([3, 7]), torch.randn(2, 256)
+    classes = 1000 if dataset == "imagenet" else 10
+    model = create_model(cfg.model.name, dataset=dataset, num_classes=classes, in_channels=3)
+    state = build_state(cfg, model, dim, total_steps=10, model_info={})
+    x, y, target = torch.rand(2, 3, side, side), torch.tensor([3, 7]), torch.randn(2, dim)
     before = [p.detach().clone() for p in model.parameters()]
     a = cfg.attack
     out = trades(model.train(), x, y, eps=a.eps, step=a.step, steps=attack_steps, beta=cfg.train.beta,

@@ -7,10 +7,12 @@ same batches as an uninterrupted one without storing any sampler state beyond it
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,18 +54,23 @@ class BatchPlan:
         return cached[1]
 
 
-def augment(images: np.ndarray, *, padding: int, flip: bool, rng: np.random.Generator,
+def augment(images: np.ndarray, *, padding: int, flip: bool, rng: np.random.Generator, crop_size: int = 0,
             part: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Random crop after zero padding and random horizontal flip: uint8 (N, H, W, C) -> same, flipped mask (N,).
+    """Random crop and random horizontal flip: uint8 (N, H, W, C) -> (N, S, S, C) and the flipped mask (N,).
 
-    With part = (rank, world) the images are slice `rank` of a global batch of world * N and get that slice of
-    the global batch's draws, so augmentation does not depend on the process count.
+    The crop is of side S = crop_size from the image when crop_size is set (e.g. 224 from 256), else of the image's
+    own size after zero padding by `padding`. With part = (rank, world) the images are slice `rank` of a global
+    batch of world * N and get that slice of the global batch's draws, so augmentation does not depend on the
+    process count.
     """
     n, h, w, _ = images.shape
     rank, world = part
     mine = slice(rank * n, (rank + 1) * n)
     out = images
-    if padding:
+    if crop_size and crop_size < min(h, w):
+        dy, dx = (rng.integers(0, side - crop_size + 1, world * n)[mine] for side in (h, w))
+        out = np.stack([images[i, dy[i] : dy[i] + crop_size, dx[i] : dx[i] + crop_size] for i in range(n)])
+    elif padding:
         padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
         dy, dx = (rng.integers(0, 2 * padding + 1, world * n)[mine] for _ in range(2))
         out = np.stack([padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
@@ -89,10 +96,12 @@ class BatchLoader:
     the consumer spent blocked waiting for a batch (the feature-wait figure).
     """
 
-    def __init__(self, plan: BatchPlan, images: IndexedImages, *, store=None, view: str = "clean",
-                 padding: int, flip: bool, rank: int = 0, world: int = 1, prefetch: int = 3):  # fmt: skip
+    def __init__(self, plan: BatchPlan, images: IndexedImages, *, store=None, view: str = "clean", padding: int,
+                 flip: bool, crop_size: int = 0, rank: int = 0, world: int = 1, prefetch: int = 3,
+                 workers: int = 1):  # fmt: skip
         self.plan, self.images, self.store = plan, images, store
-        self.padding, self.flip, self.rank, self.world, self.prefetch = padding, flip, rank, world, prefetch
+        self.padding, self.flip, self.crop_size = padding, flip, crop_size
+        self.rank, self.world, self.prefetch, self.workers = rank, world, max(prefetch, workers), workers
         self.wait_seconds = 0.0
         if store is not None:
             views = list(store.layout.views)
@@ -105,7 +114,8 @@ class BatchLoader:
         rows = rows[self.rank * share : (self.rank + 1) * share]
         pixels, labels = self.images.read(rows)
         rng = np.random.default_rng([self.plan.seed, epoch, index, 2, 0])  # the same draws on every rank
-        pixels, flipped = augment(pixels, padding=self.padding, flip=self.flip, rng=rng, part=(self.rank, self.world))
+        pixels, flipped = augment(pixels, padding=self.padding, flip=self.flip, rng=rng, crop_size=self.crop_size,
+                                  part=(self.rank, self.world))  # fmt: skip
         targets = None
         if self.store is not None:
             feats = self.store.read(rows)  # (n, views, dim)
@@ -117,16 +127,22 @@ class BatchLoader:
         return Batch(images, torch.from_numpy(labels), rows, targets, flipped)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        """Batches start..steps_per_epoch-1 of an epoch, prepared in a background thread."""
+        """Batches start..steps_per_epoch-1 of an epoch, in order, prepared by `workers` background threads."""
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 
         def produce():
             try:
-                for index in range(start, self.plan.steps_per_epoch):
-                    if stop.is_set():
-                        return
-                    q.put(self.batch(epoch, index))
+                with ThreadPoolExecutor(self.workers) as pool:
+                    pending: collections.deque = collections.deque()
+                    for index in range(start, self.plan.steps_per_epoch):
+                        if stop.is_set():
+                            return
+                        pending.append(pool.submit(self.batch, epoch, index))
+                        if len(pending) >= self.workers:
+                            q.put(pending.popleft().result())
+                    while pending and not stop.is_set():
+                        q.put(pending.popleft().result())
                 q.put(None)
             except BaseException as e:  # surfaced in the consumer
                 q.put(e)

@@ -60,10 +60,11 @@ MODELS: dict[str, Callable[..., Classifier]] = {
     "small-cnn": _small(),  # Fashion-MNIST on CPU
     "small-cnn-nobn": _small(batch_norm=False),  # the same without batch norm (batch-split invariant)
     "vit-b-2": _timm("vit_base_patch16_224", img_size=32, patch_size=2),  # ViT-B with 2x2 patches on 32x32
-    "convnext-b": _timm("convnext_base"),
+    "convnext-b": _timm("convnext_base"),  # DINOv3's ConvNeXt-B is this architecture
     "vit-b-16": _timm("vit_base_patch16_224"),
+    "vit-b-16-dinov3": _timm("vit_base_patch16_dinov3"),  # DINOv3's ViT-B/16: RoPE, 4 registers, LayerScale
 }
-ACCEPTS_CHECKPOINT = {"vit-b-2", "convnext-b", "vit-b-16"}
+ACCEPTS_CHECKPOINT = {"vit-b-2", "convnext-b", "vit-b-16", "vit-b-16-dinov3"}
 
 
 def create_model(name: str, *, dataset: str, num_classes: int, in_channels: int,

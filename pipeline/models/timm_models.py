@@ -32,7 +32,7 @@ def build_timm(name: str, *, num_classes: int, in_channels: int, checkpoint: Pat
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise DraError(f"{name}: checkpoint {checkpoint} not found")
-        state = _read_state(Path(checkpoint))
+        state = _to_timm_layout(model, _read_state(Path(checkpoint)))
         head = {k for k in model.state_dict() if k.startswith(_head_prefix(model))}
         state = {k: v for k, v in state.items() if k not in head}
         own = model.state_dict()
@@ -48,6 +48,17 @@ def build_timm(name: str, *, num_classes: int, in_channels: int, checkpoint: Pat
                            f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})")  # fmt: skip
         model.load_state_dict(state, strict=False)
     return model
+
+
+def _to_timm_layout(model: nn.Module, state: dict) -> dict:
+    """A checkpoint in its authors' key layout (e.g. Meta's DINOv3 release) converted by the timm model family's
+    own `checkpoint_filter_fn`, when the keys are not already timm's."""
+    import sys
+
+    if set(state) & set(model.state_dict()):
+        return state
+    convert = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    return convert(state, model) if convert is not None else state
 
 
 def _head_prefix(model: nn.Module) -> str:

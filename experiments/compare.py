@@ -1,0 +1,130 @@
+"""The paper's comparison at our scale: AT, AT + DRA, DM-AT, DM-AT + DRA on Fashion-MNIST, several seeds, and a
+DRA weight sweep; every model AutoAttack-evaluated on the same test images.
+
+    python experiments/compare.py [--device cpu|cuda] [--parallel K] [--seeds 0,1,2] [--n 1000]
+
+Steps (each skipped when its output exists, so rerunning the command resumes):
+  1. `generate` SYNTHETIC images with edm-fmnist (DM-AT's synthetic data, label i % 10, seed 0);
+  2. `extract` edm-fmnist features of the real training set + the synthetic images into one store;
+  3. `train` each (method, lambda, seed) with the fmnist-cpu preset: AT uses real batches only, DM-AT draws 70 % of
+     each batch from the synthetic images (DM-AT's fraction); DRA adds lambda * (1 - cos) on the store's targets;
+  4. `evaluate` each run's best EMA checkpoint: AutoAttack standard, L-inf eps 0.1, the first N test images, seed 0.
+Then results.json and results.md (mean +- std over seeds) are written under ROOT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "dra_pipeline"]
+DMAT_FRACTION = 0.7  # DM-AT: 70 % synthetic per batch
+
+
+def run(cmd: list[str], log: Path) -> None:
+    """Run one pipeline command with its output in `log`; a failure stops the whole experiment."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log, "a") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
+        f.flush()
+        code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if code:
+        sys.exit(f"failed ({code}): {' '.join(cmd)}\n  see {log}")
+    print(f"  done in {time.perf_counter() - start:6.0f} s: {' '.join(cmd[3:6])} ... -> {log.name}", flush=True)
+
+
+def jobs(args) -> list[dict]:
+    """(name, synthetic fraction, lambda, seed) of every training run."""
+    methods = [("at", 0.0, 0.0), ("at-dra", 0.0, args.weight), ("dmat", DMAT_FRACTION, 0.0),
+               ("dmat-dra", DMAT_FRACTION, args.weight)]  # fmt: skip
+    out = [dict(method=m, fraction=f, weight=w, seed=s) for m, f, w in methods for s in args.seeds]
+    out += [dict(method="dmat-dra", fraction=DMAT_FRACTION, weight=w, seed=s) for w in args.sweep for s in args.seeds]
+    for j in out:
+        j["name"] = f"{j['method']}-l{j['weight']:g}-s{j['seed']}"
+    return out
+
+
+def train_and_evaluate(job: dict, args) -> None:
+    run_dir = args.root / job["name"]
+    run(CLI + ["train", "--features", str(args.store), "--config", args.config, "--out", str(run_dir),
+               "--lambda", str(job["weight"]), "--set", f"data.synthetic_fraction={job['fraction']}",
+               "--set", f"train.seed={job['seed']}", "--set", f"train.device={args.device}"],
+        args.root / "logs" / f"{job['name']}.train.log")  # fmt: skip
+    if not (run_dir / "report.json").is_file():
+        run(CLI + ["evaluate", "--run", str(run_dir), "--n", str(args.n), "--seed", "0", "--batch-size",
+                   str(args.eval_batch), "--device", args.device],
+            args.root / "logs" / f"{job['name']}.evaluate.log")  # fmt: skip
+
+
+def summarise(all_jobs: list[dict], args) -> None:
+    rows = []
+    for j in all_jobs:
+        report = json.loads((args.root / j["name"] / "report.json").read_text())
+        rows.append({**j, "clean": report["clean"]["accuracy"], "robust": report["robust"]["accuracy"],
+                     "n": report["robust"]["n"], "wall_s": report.get("wall_s")})  # fmt: skip
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["weight"]), []).append(r)
+
+    def stat(values):
+        mean = statistics.fmean(values)
+        return mean, statistics.stdev(values) if len(values) > 1 else 0.0
+
+    table = []
+    for (method, weight), rs in groups.items():
+        (cm, cs), (rm, rsd) = stat([r["clean"] for r in rs]), stat([r["robust"] for r in rs])
+        table.append({"method": method, "lambda": weight, "seeds": [r["seed"] for r in rs], "n": rs[0]["n"],
+                      "clean_mean": cm, "clean_std": cs, "autoattack_mean": rm, "autoattack_std": rsd})  # fmt: skip
+    (args.root / "results.json").write_text(json.dumps({"runs": rows, "table": table}, indent=2))
+    lines = ["| method | lambda | seeds | clean (%) | AutoAttack (%) | n |", "|---|---:|---|---:|---:|---:|"]
+    for t in table:
+        lines.append(f"| {t['method']} | {t['lambda']:g} | {','.join(map(str, t['seeds']))} | "
+                     f"{100 * t['clean_mean']:.2f} +- {100 * t['clean_std']:.2f} | "
+                     f"{100 * t['autoattack_mean']:.2f} +- {100 * t['autoattack_std']:.2f} | {t['n']} |")  # fmt: skip
+    (args.root / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--parallel", type=int, default=1, help="runs trained/evaluated at once")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--weight", type=float, default=0.5, help="DRA lambda of the four-method table")
+    ap.add_argument("--sweep", default="0.1,0.25,1,2", help="further lambdas for DM-AT + DRA ('' for none)")
+    ap.add_argument("--n", type=int, default=1000, help="AutoAttack test images (the first n)")
+    ap.add_argument("--eval-batch", type=int, default=500)
+    ap.add_argument("--synthetic", type=int, default=100_000, help="images generated with edm-fmnist")
+    ap.add_argument("--config", default="fmnist-cpu")
+    ap.add_argument("--root", type=Path, default=Path("runs/compare"))
+    ap.add_argument("--store", type=Path, default=Path("cache/fashion-mnist-dmat.zarr"))
+    args = ap.parse_args()
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.sweep = [float(w) for w in args.sweep.split(",") if w.strip()]
+    args.root.mkdir(parents=True, exist_ok=True)
+    synthetic = args.root / "synthetic-edm-fmnist.npz"
+    start = time.perf_counter()
+    if not synthetic.is_file():
+        run(CLI + ["generate", "--teacher", "edm-fmnist", "--count", str(args.synthetic), "--out", str(synthetic),
+                   "--seed", "0", "--batch-size", "2000" if args.device != "cpu" else "200", "--device", args.device],
+            args.root / "logs" / "generate.log")  # fmt: skip
+    run(CLI + ["extract", "--teacher", "edm-fmnist", "--synthetic", str(synthetic), "--out", str(args.store),
+               "--batch-size", "1024", "--device", args.device],
+        args.root / "logs" / "extract.log")  # fmt: skip
+    all_jobs = jobs(args)
+    print(f"{len(all_jobs)} runs, {args.parallel} at a time, on {args.device}", flush=True)
+    with ThreadPoolExecutor(args.parallel) as pool:
+        list(pool.map(lambda j: train_and_evaluate(j, args), all_jobs))
+    summarise(all_jobs, args)
+    print(f"compare: {time.perf_counter() - start:.0f} s in all", flush=True)
+
+
+if __name__ == "__main__":
+    main()
