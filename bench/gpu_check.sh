@@ -4,17 +4,13 @@
 #   device: bash bench/gpu_check.sh           # carry .whl; figures are printed and copied to $OUT/gpu_check.log
 # Measures with WRN-28-10 at batch 512 (DM-AT's preset) on a synthetic 50,000-row store made by `extract` with a
 # random-weight EDM DDPM++ CIFAR-10 teacher (full size): extraction img/s over the bare teacher forward,
-# cached-DRA / plain step time, online-teacher / cached step time, feature-wait fraction, peak GPU memory.
+# cached-DRA / plain step time, online-teacher / cached step time, feature-wait fraction, peak GPU memory; then the
+# ImageNet path at full size on random weights (LightningDiT-XL/1 extraction, a ConvNeXt-B TRADES-DRA step).
 set -euo pipefail
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_check.log") 2>&1
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/dra_pipeline-*.whl
-for mod in zarr numcodecs donfig google_crc32c packaging typing_extensions; do  # what the image lacks
-  python3 -c "import $mod" 2>/dev/null ||
-    python3 -m pip install -q --no-index --no-deps --find-links .whl --target /tmp/site "${mod//_/-}"
-done
-export PYTHONPATH=/tmp/site:$PWD/bench PYTHONUNBUFFERED=1
+source bench/gpu_install.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
 python3 -c "import torch, zarr; print('torch', torch.__version__, 'zarr', zarr.__version__)"
 # Sizes can be shrunk for a CPU rehearsal: DEVICE=cpu ROWS=64 BATCH=8 STEPS=1 bash bench/gpu_check.sh
@@ -32,4 +28,7 @@ python3 bench/extract.py --teacher edm-cifar10 --checkpoint $W --data $WORK/synt
 echo "== bench/train_step.py: WRN-28-10, batch $BATCH, TRADES-10 (bf16 autocast, channels-last on GPU) =="
 python3 bench/train_step.py --features $WORK/store.zarr --config dmat-cifar10-1m-wrn28-10-dra --device "$DEVICE" \
   --set train.batch_size="$BATCH" --steps "$STEPS" --warmup "$((STEPS < 3 ? 1 : 3))"
+echo "== bench/imagenet_scale.py: LightningDiT-XL/1 extraction, ConvNeXt-B TRADES-3 + DRA step (random weights) =="
+python3 bench/imagenet_scale.py --device "$DEVICE" --rows "${IMAGENET_ROWS:-1024}" --batch-size "${IMAGENET_BATCH:-128}" \
+  --student-batch "${STUDENT_BATCH:-64}" --steps "$STEPS"
 echo "gpu_check done in $SECONDS s"

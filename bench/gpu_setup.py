@@ -3,8 +3,8 @@
     python bench/gpu_setup.py --rows 50000 --out /tmp/gpu
 
 writes OUT/synthetic.npz (DM-AT's format: `image` uint8 (rows, 32, 32, 3), `label` (rows,), random pixels, seed 0)
-and OUT/edm-cifar10-random.safetensors (the full class-conditional DDPM++ CIFAR-10 network, 55.7 M parameters, random weights,
-seed 0) so that `extract --teacher edm-cifar10` and the online teacher run at EDM's real size and cost.
+and OUT/edm-cifar10-random.safetensors (the full class-conditional DDPM++ CIFAR-10 network, 55.7 M parameters,
+random weights, seed 0) so that `extract --teacher edm-cifar10` and the online teacher run at EDM's real size and cost.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def main() -> None:
     images = rng.integers(0, 256, (args.rows, 32, 32, 3), dtype=np.uint8)
     np.savez(args.out / "synthetic.npz", image=images, label=rng.integers(0, 10, args.rows))
     torch.manual_seed(0)
-    save_safetensors(EDMDenoiser(dataclasses.replace(CIFAR10_DDPMPP, label_dim=10)), args.out / "edm-cifar10-random.safetensors")
+    net = EDMDenoiser(dataclasses.replace(CIFAR10_DDPMPP, label_dim=10))
+    save_safetensors(net, args.out / "edm-cifar10-random.safetensors")
     print(f"{args.out}: synthetic.npz ({args.rows} rows), edm-cifar10-random.safetensors")
 
 

@@ -55,7 +55,8 @@ def train_and_evaluate(job: dict, args) -> None:
     run_dir = args.root / job["name"]
     run(CLI + ["train", "--features", str(args.store), "--config", args.config, "--out", str(run_dir),
                "--lambda", str(job["weight"]), "--set", f"data.synthetic_fraction={job['fraction']}",
-               "--set", f"train.seed={job['seed']}", "--set", f"train.device={args.device}"],
+               "--set", f"train.seed={job['seed']}", "--set", f"train.device={args.device}",
+               *[a for kv in args.set for a in ("--set", kv)]],
         args.root / "logs" / f"{job['name']}.train.log")  # fmt: skip
     if not (run_dir / "report.json").is_file():
         run(CLI + ["evaluate", "--run", str(run_dir), "--n", str(args.n), "--seed", "0", "--batch-size",
@@ -103,20 +104,22 @@ def main() -> None:
     ap.add_argument("--eval-batch", type=int, default=500)
     ap.add_argument("--synthetic", type=int, default=100_000, help="images generated with edm-fmnist")
     ap.add_argument("--config", default="fmnist-cpu")
+    ap.add_argument("--set", action="append", default=[], help="extra training override (e.g. a quick rehearsal)")
     ap.add_argument("--root", type=Path, default=Path("runs/compare"))
     ap.add_argument("--store", type=Path, default=Path("cache/fashion-mnist-dmat.zarr"))
+    ap.add_argument("--synthetic-file", type=Path, help="where the generated npz goes (default: ROOT/...)")
     args = ap.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.sweep = [float(w) for w in args.sweep.split(",") if w.strip()]
     args.root.mkdir(parents=True, exist_ok=True)
-    synthetic = args.root / "synthetic-edm-fmnist.npz"
+    synthetic = args.synthetic_file or args.root / "synthetic-edm-fmnist.npz"
     start = time.perf_counter()
     if not synthetic.is_file():
         run(CLI + ["generate", "--teacher", "edm-fmnist", "--count", str(args.synthetic), "--out", str(synthetic),
                    "--seed", "0", "--batch-size", "2000" if args.device != "cpu" else "200", "--device", args.device],
             args.root / "logs" / "generate.log")  # fmt: skip
     run(CLI + ["extract", "--teacher", "edm-fmnist", "--synthetic", str(synthetic), "--out", str(args.store),
-               "--batch-size", "1024", "--device", args.device],
+               "--views", "clean,flip", "--batch-size", "1024", "--device", args.device],
         args.root / "logs" / "extract.log")  # fmt: skip
     all_jobs = jobs(args)
     print(f"{len(all_jobs)} runs, {args.parallel} at a time, on {args.device}", flush=True)

@@ -1,0 +1,143 @@
+"""What `analyze` reads: a run's classifier, seeded subsets of its dataset's test and training images, the stored
+teacher features of those training rows, and the teacher rebuilt from the store's provenance.
+
+The store defaults to the one the run trained with (`features` in the run's config.yaml). Its first source must be
+the training set the classifier was trained on (same dataset, image shape, classes and fingerprint); training rows
+are rows of that source, so row r's stored feature and image belong together. Test image i is given the teacher
+noise of row len(train) + i, as `teacher probe` does: no test image shares a noise draw with a training image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from ..cache import FeatureStore
+from ..cache.store import SOURCE_IDENTITY
+from ..checkpoints import LoadedClassifier, load_classifier
+from ..data import SourceSpec, open_source
+from ..errors import DraError
+from ..stages.analyze import NEEDS_TEACHER, Labelled
+from ..teachers import Teacher, create_teacher
+from ..teachers.probe import subset_rows
+
+CHECKPOINT = "best-ema.pt"
+
+
+@dataclass
+class AnalysisInputs:
+    classifier: LoadedClassifier
+    test: Labelled
+    train: Labelled
+    store_path: Path | None
+    store: FeatureStore | None
+    stored: np.ndarray | None  # (len(train), views, dim) float32
+    teacher: Teacher | None
+    notes: list[str] = field(default_factory=list)
+
+
+def run_store(run: Path) -> Path | None:
+    """The feature store a run trained with (`features` in its config.yaml), or None."""
+    config = run / "config.yaml"
+    try:
+        value = (yaml.safe_load(config.read_text()) or {}).get("features")
+    except (OSError, yaml.YAMLError):
+        return None
+    return Path(value) if value else None
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+
+
+def load_inputs(run: str | Path, *, features: str | Path | None, n: int, seed: int, what: tuple[str, ...],
+                data_dir=None, device: str = "cpu") -> AnalysisInputs:  # fmt: skip
+    """Everything `analyze` needs for the run directory `run`; user errors raise DraError with one line."""
+    run = Path(run)
+    if not run.is_dir():
+        raise DraError(f"run {run} not found")
+    if not (run / CHECKPOINT).is_file():
+        raise DraError(f"{run} has no {CHECKPOINT}; is it a training run directory?")
+    if n < 2:
+        raise DraError(f"--n must be at least 2, got {n}")
+    classifier = load_classifier(run / CHECKPOINT, device)
+    info = classifier.info
+    dataset = info["dataset"]
+    notes = []
+    store_path = Path(features) if features else run_store(run)
+    store = stored = teacher = None
+    if store_path is None:
+        notes.append("no feature store: the run trained without one and none was given (--features)")
+        train_source = open_source(f"{dataset}:train", data_dir=data_dir)
+        limit = len(train_source)
+    else:
+        store = FeatureStore.open(store_path)
+        _check_store_matches(store, store_path, info)
+        missing = store.missing_shards()
+        if missing:
+            raise DraError(f"{store_path}: {len(missing)} shards are not extracted yet; finish `extract` first")
+        train_source = open_source(SourceSpec.from_dict(store.sources[0]), data_dir=data_dir)
+        _check_source(store, store_path, train_source.describe())
+        limit = min(len(train_source), store.layout.rows)
+    test_source = open_source(f"{dataset}:test", data_dir=data_dir)
+    train_rows = subset_rows(0, limit, min(n, limit), seed)
+    test_index = subset_rows(0, len(test_source), min(n, len(test_source)), seed)
+    train = Labelled(to_tensor(train_source.read(train_rows)), torch.from_numpy(train_source.labels[train_rows]),
+                     train_rows)  # fmt: skip
+    test = Labelled(to_tensor(test_source.read(test_index)), torch.from_numpy(test_source.labels[test_index]),
+                    len(train_source) + test_index)  # fmt: skip
+    if store is not None:
+        stored = store.read(train_rows).astype(np.float32)
+        wants_teacher = any(w in what for w in (*NEEDS_TEACHER, "align-uniform"))
+        if wants_teacher:
+            try:
+                teacher = teacher_from_store(store, store_path, device)
+            except DraError as e:
+                if any(w in what for w in NEEDS_TEACHER):
+                    raise DraError(f"{e} (needed for teacher-probe; leave it out of --what to skip it)") from None
+                notes.append(f"teacher not rebuilt ({e}); teacher features of PGD examples are not computed")
+    return AnalysisInputs(classifier, test, train, store_path, store, stored, teacher, notes)
+
+
+def teacher_from_store(store: FeatureStore, path: Path, device: str) -> Teacher:
+    """The store's teacher (name, checkpoint, layer, noise, seed, zeroed channels), checked against its hash."""
+    prov = store.provenance
+    if "teacher" not in prov or "layer" not in prov:
+        raise DraError(f"{path}: the store records no teacher provenance")
+    teacher = create_teacher(prov["teacher"], checkpoint=prov.get("checkpoint") or None, layer=prov["layer"],
+                             noise=prov.get("noise"), seed=prov.get("seed", 0),
+                             zero_channels=prov.get("zeroed_channels", ()), device=device)  # fmt: skip
+    want = prov.get("checkpoint_sha256")
+    if want and teacher.checkpoint_sha256 != want:
+        raise DraError(f"the teacher's weights ({teacher.checkpoint_path or 'packaged'}) differ from the store's "
+                       f"(sha256 {want[:12]}...)")  # fmt: skip
+    return teacher
+
+
+def _check_store_matches(store: FeatureStore, path: Path, info: dict) -> None:
+    """The store's first source must be images of the dataset the classifier was trained on."""
+    src = store.sources[0] if store.sources else {}
+    kind = src.get("kind")
+    shape = list(src.get("image_shape", []))
+    want_shape = [*info["image_size"], info["in_channels"]]
+    if kind != info["dataset"] or (shape and shape != want_shape) or src.get("num_classes") != info["num_classes"]:
+        raise DraError(
+            f"{path} holds features of {kind} images {tuple(shape)}, {src.get('num_classes')} classes, but the "
+            f"run's classifier was trained on {info['dataset']} {tuple(want_shape)}, {info['num_classes']} classes; "
+            f"pass --features with a {info['dataset']} store"
+        )
+
+
+def _check_source(store: FeatureStore, path: Path, have: dict) -> None:
+    want = store.sources[0]
+    for key in SOURCE_IDENTITY:
+        if key == "offset":
+            continue
+        if key in want and key in have and want[key] != have[key]:
+            raise DraError(f"{path}: sources[0].{key} is {want[key]!r} in the store but {have[key]!r} in the data "
+                           "found now; the data changed since extraction")  # fmt: skip
