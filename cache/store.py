@@ -104,7 +104,8 @@ class FeatureStore:
             rows_per_shard=attrs["rows_per_shard"],
             inner_rows=attrs["inner_rows"],
         )
-        self._features = zarr.open_array(self.path / "features", mode="r+" if writable else "r")
+        features = zarr.open_array(self.path / "features", mode="r+" if writable else "r")
+        self._features = features.with_config({"write_empty_chunks": True})  # an all-zero shard is still a file
         self._ram_budget = ram_budget_bytes
         self._ram: np.ndarray | None = None
         self._shards: dict[int, np.ndarray] = {}  # memory-mapped, verified shards

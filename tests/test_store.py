@@ -55,6 +55,19 @@ def test_rows_read_back_in_any_order(tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode", READ_MODES)
+def test_an_all_zero_shard_is_written_and_verified(tmp_path, mode):
+    """zarr skips chunks equal to the fill value unless told otherwise; a reopened store must still write them."""
+    make(tmp_path / "s.zarr", fill=False)
+    store = FeatureStore.open(tmp_path / "s.zarr", mode="r+")
+    for k in range(store.layout.num_shards):
+        a, b = store.layout.shard_rows(k)
+        store.write_shard(k, np.zeros((b - a, VIEWS, DIM)) if k == 1 else expected()[a:b])
+    reader = FeatureStore.open(tmp_path / "s.zarr", ram_budget_bytes=READ_MODES[mode])
+    assert reader.complete and not reader.verify()
+    assert not reader.read(np.arange(RPS, 2 * RPS)).any()
+
+
+@pytest.mark.parametrize("mode", READ_MODES)
 def test_float32_store(tmp_path, mode):
     make(tmp_path / "s.zarr", dtype="float32")
     store = FeatureStore.open(tmp_path / "s.zarr", ram_budget_bytes=READ_MODES[mode])
