@@ -60,7 +60,7 @@ def train_and_evaluate(job: dict, args) -> None:
         args.root / "logs" / f"{job['name']}.train.log")  # fmt: skip
     if not (run_dir / "report.json").is_file():
         run(CLI + ["evaluate", "--run", str(run_dir), "--n", str(args.n), "--seed", "0", "--batch-size",
-                   str(args.eval_batch), "--device", args.device],
+                   str(args.eval_batch), "--device", args.device, "--attack", args.attack],
             args.root / "logs" / f"{job['name']}.evaluate.log")  # fmt: skip
 
 
@@ -84,7 +84,7 @@ def summarise(all_jobs: list[dict], args) -> None:
         table.append({"method": method, "lambda": weight, "seeds": [r["seed"] for r in rs], "n": rs[0]["n"],
                       "clean_mean": cm, "clean_std": cs, "autoattack_mean": rm, "autoattack_std": rsd})  # fmt: skip
     (args.root / "results.json").write_text(json.dumps({"runs": rows, "table": table}, indent=2))
-    lines = ["| method | lambda | seeds | clean (%) | AutoAttack (%) | n |", "|---|---:|---|---:|---:|---:|"]
+    lines = [f"| method | lambda | seeds | clean (%) | {args.attack} (%) | n |", "|---|---:|---|---:|---:|---:|"]
     for t in table:
         lines.append(f"| {t['method']} | {t['lambda']:g} | {','.join(map(str, t['seeds']))} | "
                      f"{100 * t['clean_mean']:.2f} +- {100 * t['clean_std']:.2f} | "
@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--sweep", default="0.1,0.25,1,2", help="further lambdas for DM-AT + DRA ('' for none)")
     ap.add_argument("--n", type=int, default=1000, help="AutoAttack test images (the first n)")
     ap.add_argument("--eval-batch", type=int, default=500)
+    ap.add_argument("--attack", default="autoattack", help="evaluate's attack (autoattack; others for rehearsals)")
     ap.add_argument("--synthetic", type=int, default=100_000, help="images generated with edm-fmnist")
     ap.add_argument("--config", default="fmnist-cpu")
     ap.add_argument("--set", action="append", default=[], help="extra training override (e.g. a quick rehearsal)")
