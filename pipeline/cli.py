@@ -28,14 +28,16 @@ def main():
 
 def _register() -> None:
     """Attach the command groups; each lives in pipeline/commands/ and imports its heavy modules lazily."""
+    from .commands.analyze import analyze
     from .commands.cache import cache
     from .commands.data import data
+    from .commands.evaluate import evaluate
     from .commands.extract import extract
     from .commands.generate import generate
     from .commands.teacher import teacher
     from .commands.train import train
 
-    for group in (data, cache, teacher, extract, generate, train):
+    for group in (data, cache, teacher, extract, generate, train, evaluate, analyze):
         main.add_command(group)
 
 

@@ -1,7 +1,8 @@
 """The wheel carries every subpackage and data file that an editable install finds by accident."""
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

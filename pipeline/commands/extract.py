@@ -22,8 +22,12 @@ def _views(text: str) -> tuple[str, ...]:
 @click.option("--out", type=click.Path(path_type=Path), help="Store path (default: cache/<dataset>.zarr).")
 @click.option("--layer", help="Module whose output is pooled (default: the teacher's).")
 @click.option("--sigma", type=float, help="Noise std for sigma-parameterised teachers (EDM), images in [-1, 1].")
-@click.option("--t", "timestep", type=float,
-              help="Timestep for timestep-parameterised teachers: DDPM/DiT steps; LightningDiT t in [0, 1], 1 = clean.")
+@click.option(
+    "--t",
+    "timestep",
+    type=float,
+    help="Timestep for timestep-parameterised teachers: DDPM/DiT steps; LightningDiT t in [0, 1], 1 = clean.",
+)
 @click.option("--views", default="clean", show_default=True, help="Comma list of clean, flip, extra-sigma.")
 @click.option("--zero-channels", default="none", show_default=True, help="auto, none, or a comma list of channels.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds each row's noise with (seed, row).")

@@ -1,0 +1,106 @@
+"""Cost of our evaluation path over one bare pyautoattack call, measured side by side in one process.
+
+    python bench/evaluate_overhead.py [--checkpoint runs/fmnist-cpu-dra/best-ema.pt] [--n 200] [--seed 0]
+                                      [--batch-size 200] [--reps 2] [--device cpu]
+
+Both sides evaluate the same checkpoint (eval mode) on the same first n test points with the same seed. Bare:
+`AutoAttack(version="standard").run_standard_evaluation(x, y, batch_size=B)` on a model and points loaded once
+beforehand. Ours: everything `dra-pipeline evaluate` does below the command line, `evaluation.session.
+evaluate_checkpoint`: loading the checkpoint and points, hashing the checkpoint, the clean pass, the AutoAttack
+components one batch at a time, the state file written atomically after every batch, flag capture, and writing
+report.json and report.md.
+Repetitions alternate bare-ours, ours-bare, ... so machine drift hits both alike. Reported: each wall time,
+ours / bare over the summed times (target <= 1.05) and both robust accuracies, which must be equal point by point.
+CPU time (this process, all threads) is printed beside wall time: on a machine shared with other jobs, wall time
+swings by a factor of two from run to run while CPU time does not, so the CPU ratio shows what the wall ratio hides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe_machine  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default="runs/fmnist-cpu-dra/best-ema.pt")
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--reps", type=int, default=2, help="timed runs per side")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-dir")
+    args = p.parse_args()
+
+    import numpy as np
+    import torch
+    from pyautoattack import AutoAttack
+
+    from dra_pipeline.checkpoints import load_classifier
+    from dra_pipeline.evaluation.attacks import AUTOATTACK_STANDARD
+    from dra_pipeline.evaluation.inputs import load_points
+    from dra_pipeline.evaluation.session import evaluate_checkpoint
+
+    loaded = load_classifier(args.checkpoint, args.device)
+    info, model = loaded.info, loaded.model
+    eps = info["eps"]
+    points = load_points(info["dataset"], "test", args.n, data_dir=args.data_dir, image_size=info.get("image_size"),
+                         channels=info["in_channels"])  # fmt: skip
+    x, y = points.images, points.labels
+    print(f"machine: {describe_machine()}, torch threads {torch.get_num_threads()}")
+    print(f"model {args.checkpoint} ({info['name']}), first {args.n} {info['dataset']} test images")
+    print(f"AutoAttack standard Linf eps {eps:g}, seed {args.seed}, batch {args.batch_size}, {args.device}, "
+          f"{args.reps} reps per side")  # fmt: skip
+
+    def bare() -> np.ndarray:
+        aa = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=args.seed, device=args.device)
+        _, y_adv = aa.run_standard_evaluation(x, y, batch_size=args.batch_size)
+        return (y_adv.cpu() == y).numpy()
+
+    def ours() -> np.ndarray:
+        with tempfile.TemporaryDirectory() as tmp:
+            done = evaluate_checkpoint(Path(args.checkpoint), attacks=list(AUTOATTACK_STANDARD), norm="Linf", eps=None,
+                                       n=args.n, split="test", batch_size=args.batch_size, seed=args.seed,
+                                       device=torch.device(args.device), out=Path(tmp) / "report.json",
+                                       data_dir=args.data_dir, echo=lambda line: None)  # fmt: skip
+            return done.evaluation.worst.robust
+
+    times: dict[str, list[float]] = {"bare": [], "ours": []}
+    cpu: dict[str, list[float]] = {"bare": [], "ours": []}
+    robust: dict[str, np.ndarray] = {}
+    for rep in range(args.reps):
+        order = ("bare", "ours") if rep % 2 == 0 else ("ours", "bare")
+        for side in order:
+            t0, c0 = time.perf_counter(), time.process_time()
+            flags = bare() if side == "bare" else ours()
+            times[side].append(time.perf_counter() - t0)
+            cpu[side].append(time.process_time() - c0)
+            if side in robust and not np.array_equal(robust[side], flags):
+                print(f"warning: {side} gave different points in repetition {rep}")
+            robust[side] = flags
+            wall_s, cpu_s = times[side][-1], cpu[side][-1]
+            print(
+                f"  rep {rep} {side:4s} {wall_s:8.1f} s wall {cpu_s:8.1f} s CPU  robust {flags.mean():.4f}", flush=True
+            )
+
+    ratio = sum(times["ours"]) / sum(times["bare"])
+    cpu_ratio = sum(cpu["ours"]) / sum(cpu["bare"])
+    same = np.array_equal(robust["bare"], robust["ours"])
+    for side, name in (("bare", "bare pyautoattack"), ("ours", "our path")):
+        walls, cpus = ", ".join(f"{t:.1f}" for t in times[side]), ", ".join(f"{t:.1f}" for t in cpu[side])
+        print(f"{name + ':':18s} wall {walls} s (mean {np.mean(times[side]):.1f}), "
+              f"CPU {cpus} s (mean {np.mean(cpu[side]):.1f})")  # fmt: skip
+    print(f"ours / bare wall time: {ratio:.3f} (target <= 1.05: {'met' if ratio <= 1.05 else 'NOT met'}); "
+          f"CPU time: {cpu_ratio:.3f}")  # fmt: skip
+    print(f"robust accuracy: bare {robust['bare'].mean():.4f}, ours {robust['ours'].mean():.4f} "
+          f"({int(robust['ours'].sum())}/{args.n}); identical point by point: {'yes' if same else 'NO'}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

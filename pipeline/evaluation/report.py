@@ -1,0 +1,167 @@
+"""report.json and report.md for an evaluation, and the optional RobustBench-style model-info JSON.
+
+The JSON holds everything needed to judge and reproduce the figure: clean and robust accuracy with n and a 95 %
+Wilson interval, the robust accuracy after each attack of the cascade, eps, norm, seed, batch size, every
+attack's settings, AutoAttack's flags, the sanity checks, the model and data provenance, package versions,
+device and wall time, and per-point outcomes (np.packbits of the clean and robust flags, row i = bit i, as hex)
+so that two models evaluated on the same points can be compared pairwise.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_write_text
+from .intervals import Accuracy
+
+
+def environment(device: torch.device | str) -> dict:
+    """Package versions, the device in words, and torch's CPU threads."""
+    versions = {"python": platform.python_version()}
+    for package in ("dra-pipeline", "torch", "pyautoattack", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+        name = f"{name}, {os.cpu_count()} cores"
+    return {"versions": versions, "device": str(device), "device_name": name, "torch_threads": torch.get_num_threads()}
+
+
+def build_report(evaluation, *, model: dict, data: dict, wall_s: float, state: dict | None = None) -> dict:
+    """The report as a dict. `evaluation` is a stages.evaluate.Evaluation; `model` and `data` describe what was
+    evaluated (checkpoint, hash, model_info; source, fingerprint, rows); `state` where progress was kept."""
+    worst = evaluation.worst
+    n = len(worst.clean)
+    clean = Accuracy(int(worst.clean.sum()), n)
+    robust = Accuracy(int(worst.robust.sum()), n)
+    cascade = [
+        {"attack": a.name, "given": a.given, "broken": a.broken, "robust_after": Accuracy(a.robust_after, n).to_dict(),
+         "seconds": round(a.seconds, 3), "settings": a.settings}
+        for a in worst.attacks
+    ]  # fmt: skip
+    return {
+        "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "model": model,
+        "data": data,
+        "attack": {
+            "attacks": [a.name for a in worst.attacks],
+            "norm": evaluation.norm,
+            "eps": evaluation.eps,
+            "seed": evaluation.seed,
+            "batch_size": evaluation.batch_size,
+            "worst_case": "per point: robust only if correct on the clean image and under every attack",
+        },
+        "clean": clean.to_dict(),
+        "robust": robust.to_dict(),
+        "per_attack": cascade,
+        "autoattack_flags": evaluation.flags,
+        "sanity": None if evaluation.sanity is None else [c.to_dict() for c in evaluation.sanity],
+        "environment": environment(evaluation.device),
+        "wall_s": round(wall_s, 3),
+        "attack_s": round(sum(a.seconds for a in worst.attacks), 3),
+        "resume": {**(state or {}), "restored_batches": worst.restored_batches},
+        "points": {
+            "encoding": "hex of numpy.packbits(flags) (big-endian bit order); row i of the points is bit i",
+            "clean": np.packbits(worst.clean).tobytes().hex(),
+            "robust": np.packbits(worst.robust).tobytes().hex(),
+        },
+    }
+
+
+def _pct(d: dict) -> str:
+    lo, hi = d["ci95"]
+    return f"{100 * d['accuracy']:.2f} % | {d['correct']}/{d['n']} | {100 * lo:.1f}-{100 * hi:.1f} %"
+
+
+def render_markdown(report: dict) -> str:
+    a, m, d, env = report["attack"], report["model"], report["data"], report["environment"]
+    lines = [
+        f"# Evaluation of {m.get('checkpoint', 'a model')}",
+        "",
+        f"{m.get('name', '?')} on {d.get('source', '?')} ({d.get('selection', '')}), {a['norm']} eps {a['eps']:g}, "
+        f"seed {a['seed']}, batch size {a['batch_size']}. Robust accuracy is the per-point worst case over "
+        f"{', '.join(a['attacks']) or 'no attack'}.",
+        "",
+        "| | accuracy | correct / n | 95 % CI (Wilson) |",
+        "|---|---:|---:|---:|",
+        f"| clean | {_pct(report['clean'])} |",
+        f"| robust | {_pct(report['robust'])} |",
+        "",
+        "| after attack | robust accuracy | correct / n | 95 % CI | given | broken | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    cascade = report["per_attack"]
+    lines += [f"| {c['attack']} | {_pct(c['robust_after'])} | {c['given']} | {c['broken']} | {c['seconds']:.1f} |"
+              for c in cascade]  # fmt: skip
+    lines += ["", "Attack settings:", ""]
+    lines += [f"- {c['attack']}: " + ", ".join(f"{k} {v}" for k, v in c["settings"].items()) for c in cascade]
+    flags = report["autoattack_flags"]
+    lines += ["", "AutoAttack flags: " + ("none" if not flags else ""), *[f"- {f}" for f in flags]]
+    if report["sanity"] is not None:
+        lines += ["", "## Sanity checks", "", "| check | result | measured |", "|---|---|---|"]
+        lines += [f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | {c['detail']} |"
+                  for c in report["sanity"]]  # fmt: skip
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    restored = report["resume"].get("restored_batches", 0)
+    lines += [
+        "",
+        f"Machine: {env['device_name']} ({env['device']}, {env['torch_threads']} torch threads); {versions}.",
+        f"Wall time {report['wall_s']:.1f} s (attacks {report['attack_s']:.1f} s, counted over all sessions)"
+        + (f"; {restored} batches restored from the saved state." if restored else "."),
+        f"Checkpoint sha256 {m.get('sha256', '?')[:16]}, data fingerprint {d.get('fingerprint', '?')}; "
+        f"written {report['created']}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_reports(report: dict, json_path: Path) -> tuple[Path, Path]:
+    """report.json at `json_path` and report.md beside it (same stem), each replaced atomically."""
+    import json
+
+    json_path = Path(json_path)
+    md_path = json_path.with_suffix(".md")
+    atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(md_path, render_markdown(report))
+    return json_path, md_path
+
+
+def model_info(report: dict, *, name: str) -> dict:
+    """A RobustBench-style model-info entry (their model_info/<dataset>/<threat>/<name>.json fields). Fields only
+    the authors know (paper link, venue, extra data) are left empty to fill in by hand."""
+    a, m = report["attack"], report["model"]
+    return {
+        "link": "",
+        "name": name,
+        "authors": "",
+        "additional_data": None,
+        "number_forward_passes": 1,
+        "dataset": m.get("dataset"),
+        "venue": "",
+        "architecture": m.get("name"),
+        "eps": f"{a['eps']:g}",
+        "threat_model": a["norm"],
+        "clean_acc": f"{100 * report['clean']['accuracy']:.2f}",
+        "reported": "",
+        "autoattack_acc": f"{100 * report['robust']['accuracy']:.2f}",
+        "n_points": report["robust"]["n"],
+        "footnote": f"AutoAttack standard (pyautoattack), seed {a['seed']}, first {report['robust']['n']} test points",
+        "unreliable": any(not c["passed"] for c in report["sanity"] or []) or bool(report["autoattack_flags"]),
+    }
