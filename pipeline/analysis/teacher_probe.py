@@ -6,9 +6,8 @@ re-rolling the noise. A class-conditional teacher is told class 0 for every imag
 "fixed" mode: told the true label it would write the label into its features (see teachers/probe.py), and the
 probe would read the label back whatever the image.
 
-The probe is the recipe of `teachers.probe.linear_probe` (standardised features, multinomial logistic regression
-fitted by full-batch L-BFGS in float64 from zero weights, same weight decay and iteration cap), kept as a module
-so that PGD can differentiate through it.
+The probe is `teachers.probe.fit_linear_probe` (the recipe of `teacher probe`), a module that PGD can
+differentiate through.
 """
 
 from __future__ import annotations
@@ -25,44 +24,8 @@ from ..attacks import pgd_linf
 from ..losses import uniform_start
 from ..teachers import Teacher
 from ..teachers.base import resize_center_crop
-from ..teachers.probe import PROBE_MAX_ITER, PROBE_WEIGHT_DECAY
+from ..teachers.probe import LinearProbe, fit_linear_probe
 from .adversarial import PGD_STEPS, STEP_FACTOR, batch_seed
-
-
-class LinearProbe(nn.Module):
-    """logits = W^T standardise(z) + b for teacher features z (N, dim); float64 inside."""
-
-    def __init__(self, mean: Tensor, std: Tensor, weight: Tensor, bias: Tensor):
-        super().__init__()
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
-        self.register_buffer("weight", weight)  # (dim, classes)
-        self.register_buffer("bias", bias)  # (classes,)
-
-    def forward(self, z: Tensor) -> Tensor:
-        return ((z.double() - self.mean) / self.std) @ self.weight + self.bias
-
-
-def fit_linear_probe(x: Tensor, y: Tensor, *, num_classes: int, weight_decay: float = PROBE_WEIGHT_DECAY,
-                     max_iter: int = PROBE_MAX_ITER) -> LinearProbe:  # fmt: skip
-    """Multinomial logistic regression on features x (N, dim), labels y (N,), as teachers.probe.linear_probe."""
-    x = x.double()
-    mean, std = x.mean(0), x.std(0)
-    std = torch.where(std > 0, std, torch.ones_like(std))
-    xs = (x - mean) / std
-    weight = torch.zeros(x.shape[1], num_classes, dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = F.cross_entropy(xs @ weight + bias, y.long()) + 0.5 * weight_decay * weight.square().sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    return LinearProbe(mean, std, weight.detach(), bias.detach())
 
 
 def teacher_features(teacher: Teacher, x: Tensor, rows: np.ndarray) -> Tensor:

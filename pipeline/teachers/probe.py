@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..data.indexed import IndexedImages
 from ..errors import DraError
@@ -204,38 +204,51 @@ def _keys(layers: Sequence[str], noises: Sequence[float]) -> list[tuple[str, flo
     return [(layer, noise) for layer in layers for noise in noises]
 
 
-def linear_probe(
-    train_x: Tensor,
-    train_y: Tensor,
-    test_x: Tensor,
-    test_y: Tensor,
-    *,
-    weight_decay: float = PROBE_WEIGHT_DECAY,
-    max_iter: int = PROBE_MAX_ITER,
-) -> float:
-    """Test accuracy in [0, 1] of multinomial logistic regression on (N, D) features, labels (N,) int.
+class LinearProbe(nn.Module):
+    """logits = W^T standardise(z) + b for features z (N, dim); float64 inside, differentiable in z."""
+
+    def __init__(self, mean: Tensor, std: Tensor, weight: Tensor, bias: Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+        self.register_buffer("weight", weight)  # (dim, classes)
+        self.register_buffer("bias", bias)  # (classes,)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return ((z.double() - self.mean) / self.std) @ self.weight + self.bias
+
+
+def fit_linear_probe(x: Tensor, y: Tensor, *, num_classes: int, weight_decay: float = PROBE_WEIGHT_DECAY,
+                     max_iter: int = PROBE_MAX_ITER) -> LinearProbe:  # fmt: skip
+    """Multinomial logistic regression on features x (N, D), labels y (N,) int.
 
     Features are standardised with the train mean and std (constant features stay 0); the weights start at 0
     and are fitted by full-batch L-BFGS in float64, so the result is deterministic.
     """
-    train_x, test_x = train_x.double(), test_x.double()
-    mean, std = train_x.mean(0), train_x.std(0)
+    x = x.double()
+    mean, std = x.mean(0), x.std(0)
     std = torch.where(std > 0, std, torch.ones_like(std))
-    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-    train_y, test_y = train_y.long(), test_y.long()
-    classes = int(max(train_y.max(), test_y.max())) + 1
-    weight = torch.zeros(train_x.shape[1], classes, dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    xs = (x - mean) / std
+    weight = torch.zeros(x.shape[1], num_classes, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(train_x @ weight + bias, train_y)
+        loss = torch.nn.functional.cross_entropy(xs @ weight + bias, y.long())
         loss = loss + 0.5 * weight_decay * weight.square().sum()
         loss.backward()
         return loss
 
     with torch.enable_grad():
         optimizer.step(closure)
+    return LinearProbe(mean, std, weight.detach(), bias.detach())
+
+
+def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, *,
+                 weight_decay: float = PROBE_WEIGHT_DECAY, max_iter: int = PROBE_MAX_ITER) -> float:  # fmt: skip
+    """Test accuracy in [0, 1] of `fit_linear_probe` on (N, D) features, labels (N,) int."""
+    classes = int(max(train_y.max(), test_y.max())) + 1
+    probe = fit_linear_probe(train_x, train_y, num_classes=classes, weight_decay=weight_decay, max_iter=max_iter)
     with torch.no_grad():
-        return float(((test_x @ weight + bias).argmax(1) == test_y).double().mean())
+        return float((probe(test_x).argmax(1) == test_y.long()).double().mean())
