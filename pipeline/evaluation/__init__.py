@@ -7,4 +7,5 @@ state.py       the resumable state, keyed by every setting and written atomicall
 intervals.py   accuracy with n and a 95 % Wilson interval
 sanity.py      the checks a reviewer runs (eps grid, chance, more steps, white-box vs Square, determinism, flags)
 report.py      report.json, report.md and the RobustBench-style model-info JSON
+session.py     one evaluation of a checkpoint with its files (what the command runs)
 """
