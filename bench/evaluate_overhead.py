@@ -9,15 +9,19 @@ beforehand. Ours: everything `dra-pipeline evaluate` does below the command line
 evaluate_checkpoint`: loading the checkpoint and points, hashing the checkpoint, the clean pass, the AutoAttack
 components one batch at a time, the state file written atomically after every batch, flag capture, and writing
 report.json and report.md.
-Repetitions alternate bare-ours, ours-bare, ... so machine drift hits both alike. Reported: each wall time,
-ours / bare over the summed times (target <= 1.05) and both robust accuracies, which must be equal point by point.
-CPU time (this process, all threads) is printed beside wall time: on a machine shared with other jobs, wall time
-swings by a factor of two from run to run while CPU time does not, so the CPU ratio shows what the wall ratio hides.
+Each timed run is a fresh process (`--side bare|ours`, started by this script): within one process, successive
+AutoAttack calls slow down (bare pyautoattack alone, n=100: 68, 69, 76, 80 s over four calls; a new process is
+back at 67 s), which would charge whichever side runs later. Repetitions alternate bare-ours, ours-bare, ... so
+machine drift hits both alike. Reported: each wall time, ours / bare over the summed times (target <= 1.05) and
+both robust accuracies, which must be equal point by point. CPU time (all threads of the run's process) is printed
+beside wall time: on a machine shared with other jobs wall time swings while CPU time does not.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,8 +40,53 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=2, help="timed runs per side")
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-dir")
+    p.add_argument("--side", choices=["bare", "ours"], help=argparse.SUPPRESS)  # one timed run, in a child process
     args = p.parse_args()
+    if args.side:
+        return timed_run(args)
 
+    import numpy as np
+    import torch
+
+    print(f"machine: {describe_machine()}, torch threads {torch.get_num_threads()}")
+    print(f"model {args.checkpoint}, first {args.n} test images of its dataset")
+    print(f"AutoAttack standard Linf at the run's eps, seed {args.seed}, batch {args.batch_size}, {args.device}, "
+          f"{args.reps} reps per side, each in a fresh process")  # fmt: skip
+    times: dict[str, list[float]] = {"bare": [], "ours": []}
+    cpu: dict[str, list[float]] = {"bare": [], "ours": []}
+    robust: dict[str, np.ndarray] = {}
+    for rep in range(args.reps):
+        order = ("bare", "ours") if rep % 2 == 0 else ("ours", "bare")
+        for side in order:
+            child = [sys.executable, __file__, "--side", side, *sys.argv[1:]]
+            done = subprocess.run(child, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"{side} run failed:\n{done.stderr[-2000:]}")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            flags = np.array(result["robust"], dtype=bool)
+            times[side].append(result["wall_s"])
+            cpu[side].append(result["cpu_s"])
+            if side in robust and not np.array_equal(robust[side], flags):
+                print(f"warning: {side} gave different points in repetition {rep}")
+            robust[side] = flags
+            print(f"  rep {rep} {side:4s} {result['wall_s']:8.1f} s wall {result['cpu_s']:8.1f} s CPU  "
+                  f"robust {flags.mean():.4f}", flush=True)  # fmt: skip
+
+    ratio = sum(times["ours"]) / sum(times["bare"])
+    cpu_ratio = sum(cpu["ours"]) / sum(cpu["bare"])
+    same = np.array_equal(robust["bare"], robust["ours"])
+    for side, name in (("bare", "bare pyautoattack"), ("ours", "our path")):
+        walls, cpus = ", ".join(f"{t:.1f}" for t in times[side]), ", ".join(f"{t:.1f}" for t in cpu[side])
+        print(f"{name + ':':18s} wall {walls} s (mean {np.mean(times[side]):.1f}), "
+              f"CPU {cpus} s (mean {np.mean(cpu[side]):.1f})")  # fmt: skip
+    print(f"ours / bare wall time: {ratio:.3f} (target <= 1.05: {'met' if ratio <= 1.05 else 'NOT met'}); "
+          f"CPU time: {cpu_ratio:.3f}")  # fmt: skip
+    print(f"robust accuracy: bare {robust['bare'].mean():.4f}, ours {robust['ours'].mean():.4f} "
+          f"({int(robust['ours'].sum())}/{args.n}); identical point by point: {'yes' if same else 'NO'}")  # fmt: skip
+
+
+def timed_run(args) -> None:
+    """One side, timed from the moment the bare side's model and points are in memory; prints one JSON line."""
     import numpy as np
     import torch
     from pyautoattack import AutoAttack
@@ -53,10 +102,6 @@ def main() -> None:
     points = load_points(info["dataset"], "test", args.n, data_dir=args.data_dir, image_size=info.get("image_size"),
                          channels=info["in_channels"])  # fmt: skip
     x, y = points.images, points.labels
-    print(f"machine: {describe_machine()}, torch threads {torch.get_num_threads()}")
-    print(f"model {args.checkpoint} ({info['name']}), first {args.n} {info['dataset']} test images")
-    print(f"AutoAttack standard Linf eps {eps:g}, seed {args.seed}, batch {args.batch_size}, {args.device}, "
-          f"{args.reps} reps per side")  # fmt: skip
 
     def bare() -> np.ndarray:
         aa = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=args.seed, device=args.device)
@@ -71,35 +116,10 @@ def main() -> None:
                                        data_dir=args.data_dir, echo=lambda line: None)  # fmt: skip
             return done.evaluation.worst.robust
 
-    times: dict[str, list[float]] = {"bare": [], "ours": []}
-    cpu: dict[str, list[float]] = {"bare": [], "ours": []}
-    robust: dict[str, np.ndarray] = {}
-    for rep in range(args.reps):
-        order = ("bare", "ours") if rep % 2 == 0 else ("ours", "bare")
-        for side in order:
-            t0, c0 = time.perf_counter(), time.process_time()
-            flags = bare() if side == "bare" else ours()
-            times[side].append(time.perf_counter() - t0)
-            cpu[side].append(time.process_time() - c0)
-            if side in robust and not np.array_equal(robust[side], flags):
-                print(f"warning: {side} gave different points in repetition {rep}")
-            robust[side] = flags
-            wall_s, cpu_s = times[side][-1], cpu[side][-1]
-            print(
-                f"  rep {rep} {side:4s} {wall_s:8.1f} s wall {cpu_s:8.1f} s CPU  robust {flags.mean():.4f}", flush=True
-            )
-
-    ratio = sum(times["ours"]) / sum(times["bare"])
-    cpu_ratio = sum(cpu["ours"]) / sum(cpu["bare"])
-    same = np.array_equal(robust["bare"], robust["ours"])
-    for side, name in (("bare", "bare pyautoattack"), ("ours", "our path")):
-        walls, cpus = ", ".join(f"{t:.1f}" for t in times[side]), ", ".join(f"{t:.1f}" for t in cpu[side])
-        print(f"{name + ':':18s} wall {walls} s (mean {np.mean(times[side]):.1f}), "
-              f"CPU {cpus} s (mean {np.mean(cpu[side]):.1f})")  # fmt: skip
-    print(f"ours / bare wall time: {ratio:.3f} (target <= 1.05: {'met' if ratio <= 1.05 else 'NOT met'}); "
-          f"CPU time: {cpu_ratio:.3f}")  # fmt: skip
-    print(f"robust accuracy: bare {robust['bare'].mean():.4f}, ours {robust['ours'].mean():.4f} "
-          f"({int(robust['ours'].sum())}/{args.n}); identical point by point: {'yes' if same else 'NO'}")  # fmt: skip
+    t0, c0 = time.perf_counter(), time.process_time()
+    flags = bare() if args.side == "bare" else ours()
+    wall_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    print(json.dumps({"wall_s": wall_s, "cpu_s": cpu_s, "robust": np.asarray(flags, dtype=bool).tolist()}))
 
 
 if __name__ == "__main__":

@@ -96,7 +96,8 @@ def test_alignment_loss_and_head():
 @pytest.mark.parametrize(
     ("name", "dataset", "channels", "side", "dim", "params_m"),
     [("wrn-28-10", "cifar10", 3, 32, 640, 36.48), ("preact-resnet-18", "cifar10", 3, 32, 512, 11.17),
-     ("small-cnn", "fashion-mnist", 1, 28, 200, 0.31), ("wrn-16-4", "fashion-mnist", 1, 28, 256, 2.75)],
+     ("small-cnn", "fashion-mnist", 1, 28, 200, 0.31), ("small-cnn-16", "fashion-mnist", 1, 28, 200, 0.16),
+     ("wrn-16-4", "fashion-mnist", 1, 28, 256, 2.75)],
 )  # fmt: skip
 def test_models_shapes_and_sizes(name, dataset, channels, side, dim, params_m):
     model = create_model(name, dataset=dataset, num_classes=10, in_channels=channels)

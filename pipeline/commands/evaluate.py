@@ -20,6 +20,16 @@ from .options import DATA_DIR
 @click.option("--eps", type=float, help="Radius, pixels in [0, 1] (default: the eps the run trained at).")
 @click.option("--n", type=int, help="Evaluate the first N images of the split (default: all of them).")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--data", help="Evaluate on this source instead of the model's dataset split: an image folder (e.g. "
+              "ImageNet's val), .npz, .h5 or NAME:SPLIT.")  # fmt: skip
+@click.option("--preprocessing", type=click.Choice(["Res256Crop224", "Crop288", "none"]),
+              help="RobustBench's resize/crop for image folders (default Res256Crop224 for folders).")  # fmt: skip
+@click.option("--selection", type=click.Choice(["first", "random"]),
+              help="Which n images: the first n (default for named datasets, as RobustBench) or n drawn with a fixed "
+                   "seed (default otherwise: folders are ordered by class).")  # fmt: skip
+@click.option("--subset", type=click.Path(dir_okay=False, path_type=Path),
+              help="A file listing the images to evaluate, one row number or folder-relative path per line "
+                   "(e.g. RobustBench's 5000 ImageNet val images).")  # fmt: skip
 @click.option("--batch-size", type=int, default=500, show_default=True, help="Points per attacked batch.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds every attack (AutoAttack, PGD starts).")
 @click.option("--device", help="cpu or cuda[:i] (default: cuda if available).")
@@ -28,12 +38,13 @@ from .options import DATA_DIR
 @click.option("--sanity", is_flag=True, help="Also run the sanity checks (eps grid, chance, more steps, ...).")
 @click.option("--model-info", is_flag=True, help="Also write a RobustBench-style <out>-model-info.json.")
 @DATA_DIR
-def evaluate(run, checkpoint, attack, norm, eps, n, split, batch_size, seed, device, out, sanity, model_info,
-             data_dir):  # fmt: skip
+def evaluate(run, checkpoint, attack, norm, eps, n, split, data, preprocessing, selection, subset, batch_size, seed,
+             device, out, sanity, model_info, data_dir):  # fmt: skip
     """Per-point worst-case robust accuracy (AutoAttack standard by default) with 95 % intervals.
 
     With no arguments: the newest run's best-ema.pt, its dataset's test split, AutoAttack standard at the run's
-    eps. Rerunning the same command resumes an interrupted evaluation from <out>.state.json.
+    eps. An ImageNet model: --data VAL_FOLDER --n 5000 (RobustBench's Res256Crop224, 5000 images drawn with a
+    fixed seed, or --subset LIST). Rerunning the same command resumes an interrupted evaluation from <out>.state.json.
     """
     from ..errors import DraError
     from ..evaluation.attacks import AUTOATTACK_STANDARD, check_norm, expand_attacks
@@ -59,11 +70,14 @@ def evaluate(run, checkpoint, attack, norm, eps, n, split, batch_size, seed, dev
         raise DraError(f"--device {device}: not a device (use cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DraError(f"--device {device}: no CUDA device available")
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
     path = resolve_checkpoint(run=run, checkpoint=checkpoint)
     with _Progress() as progress:
         done = evaluate_checkpoint(path, attacks=names, norm=norm, eps=eps, n=n, split=split, batch_size=batch_size,
                                    seed=seed, device=device, out=out, sanity=SanityConfig() if sanity else None,
-                                   robustbench=model_info, data_dir=data_dir, echo=click.echo,
+                                   robustbench=model_info, data_dir=data_dir, data=data, preprocessing=preprocessing,
+                                   selection=selection, subset=subset, echo=click.echo,
                                    progress=progress)  # fmt: skip
     r, c = done.report["robust"], done.report["clean"]
     lo, hi = r["ci95"]

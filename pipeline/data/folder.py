@@ -2,8 +2,11 @@
 
 Row i is the i-th entry of the index: (class folder, relative path) pairs sorted by class then by path. The
 fingerprint hashes the whole index, so a file added, removed or renamed changes it and a store built on the old
-folder refuses the new one. Images are decoded with Pillow as RGB (or L when option mode=L); option `size`
-resizes the short side and center-crops to size x size, otherwise every image must already share one size.
+folder refuses the new one. Images are decoded with Pillow as RGB (or L when option mode=L). Geometry options,
+with torchvision's Resize(int) and CenterCrop conventions (short side to `resize`, long side truncated; crop
+offsets rounded): `resize=R&crop=C` (RobustBench's ImageNet "Res256Crop224" is resize=256&crop=224 with
+interpolation=bilinear), `crop=C` alone, or `size=N` (resize N and crop N, bicubic: teachers' input). Without
+them every image must already share one size.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from .base import ImageSource, SourceSpec, check_labels
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff"}
 
 
+INTERPOLATIONS = ("bilinear", "bicubic")
+
+
 class ImageFolder(ImageSource):
-    """options: size (int, optional: short-side resize + center crop), mode ("RGB" or "L")."""
+    """options: size, or resize and/or crop (ints, pixels); interpolation (bilinear, bicubic); mode (RGB, L)."""
 
     def __init__(self, spec: SourceSpec):
         self.spec = spec
@@ -46,7 +52,7 @@ class ImageFolder(ImageSource):
         self.labels, self.num_classes = check_labels(
             str(root), np.array(labels), count=len(files), num_classes=len(classes)
         )
-        self._size = int(spec.options["size"]) if spec.options.get("size") else None
+        self._geometry = _geometry(root, spec.options)
         self._mode = spec.options.get("mode", "RGB")
         if self._mode not in ("RGB", "L"):
             raise DataError(f"{root}: option mode must be RGB or L, found {self._mode!r}")
@@ -64,8 +70,8 @@ class ImageFolder(ImageSource):
         try:
             with Image.open(path) as im:
                 im = im.convert(self._mode)
-                if self._size is not None:
-                    im = center_crop(im, self._size)
+                if self._geometry is not None:
+                    im = resize_and_crop(im, *self._geometry)
                 arr = np.asarray(im, dtype=np.uint8)
         except (OSError, UnidentifiedImageError) as e:
             raise DataError(f"{path}: cannot decode image ({e})") from None
@@ -78,7 +84,7 @@ class ImageFolder(ImageSource):
             if img.shape != self._shape:
                 raise DataError(
                     f"{self.spec.path}/{self.files[i]}: size {img.shape} differs from {self._shape}; "
-                    "set the source option size=N to resize and center-crop"
+                    "set the source option size=N (or resize=R&crop=C) to resize and center-crop"
                 )
             out[k] = img
         return out
@@ -89,14 +95,43 @@ class ImageFolder(ImageSource):
         return h.hexdigest()[:16]
 
 
-def center_crop(im, size: int):
-    """Resize the short side to `size` (bicubic), then crop the central size x size square."""
+def _geometry(root: Path, options: dict) -> tuple[int | None, int | None, str] | None:
+    """(resize, crop, interpolation) from the options, or None when images are taken as they are."""
+    known = {"size", "resize", "crop"} & options.keys()
+    if not known:
+        return None
+    if "size" in known and len(known) > 1:
+        raise DataError(f"{root}: option size=N means resize=N&crop=N; give size or resize/crop, not both")
+    try:
+        values = {k: int(options[k]) for k in known}
+    except ValueError:
+        raise DataError(f"{root}: options {', '.join(sorted(known))} must be whole numbers of pixels") from None
+    if min(values.values()) < 1:
+        raise DataError(f"{root}: options {', '.join(sorted(known))} must be at least 1 pixel")
+    interpolation = options.get("interpolation", "bicubic" if "size" in values else "bilinear")
+    if interpolation not in INTERPOLATIONS:
+        raise DataError(f"{root}: option interpolation must be {' or '.join(INTERPOLATIONS)}, found {interpolation!r}")
+    if "size" in values:
+        return values["size"], values["size"], interpolation
+    return values.get("resize"), values.get("crop"), interpolation
+
+
+def resize_and_crop(im, resize: int | None, crop: int | None, interpolation: str = "bilinear"):
+    """A PIL image with its short side resized to `resize` (long side int(resize * long / short), Pillow's
+    antialiased filter), then its central crop x crop square (offsets round((side - crop) / 2)); either step is
+    skipped when None. These are torchvision's Resize(int) and CenterCrop conventions on PIL images."""
     from PIL import Image
 
-    w, h = im.size
-    scale = size / min(w, h)
-    if scale != 1:
-        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
-    w, h = im.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return im.crop((left, top, left + size, top + size))
+    if resize is not None:
+        w, h = im.size
+        size = (resize, int(resize * h / w)) if w <= h else (int(resize * w / h), resize)
+        if size != (w, h):
+            filters = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+            im = im.resize(size, filters[interpolation])
+    if crop is not None:
+        w, h = im.size
+        if crop > w or crop > h:
+            raise DataError(f"image of {w}x{h} is smaller than the crop {crop}; add resize=R with R >= {crop}")
+        left, top = int(round((w - crop) / 2)), int(round((h - crop) / 2))
+        im = im.crop((left, top, left + crop, top + crop))
+    return im

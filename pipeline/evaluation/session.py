@@ -35,10 +35,13 @@ class Written:
 def evaluate_checkpoint(checkpoint: Path, *, attacks: list[str], norm: str, eps: float | None, n: int | None,
                         split: str, batch_size: int, seed: int, device: torch.device, out: Path | None,
                         sanity: SanityConfig | None = None, robustbench: bool = False, data_dir=None,
+                        data: str | None = None, preprocessing: str | None = None, selection: str | None = None,
+                        subset: Path | None = None,
                         echo: Callable[[str], None] = print,
                         progress: Callable[[Step], None] | None = None) -> Written:  # fmt: skip
-    """Evaluate `checkpoint` (eps None: the eps it trained at) on the first n images of its dataset's `split`;
-    reports go to `out` (default: report.json beside the checkpoint), progress to <out stem>.state.json."""
+    """Evaluate `checkpoint` (eps None: the eps it trained at) on n images of its dataset's `split`, or of `data`
+    (see evaluation.inputs.load_points for preprocessing, selection and subset); reports go to `out` (default:
+    report.json beside the checkpoint), progress to <out stem>.state.json."""
     import pyautoattack
 
     from ..stages.evaluate import evaluate
@@ -49,7 +52,8 @@ def evaluate_checkpoint(checkpoint: Path, *, attacks: list[str], norm: str, eps:
     eps = info.get("eps") if eps is None else eps
     if eps is None:
         raise DraError(f"{checkpoint} records no training eps; pass --eps")
-    points = load_points(info["dataset"], split, n, data_dir=data_dir, image_size=info.get("image_size"),
+    points = load_points(info["dataset"], split, n, data=data, preprocessing=preprocessing, selection=selection,
+                         subset=subset, data_dir=data_dir, image_size=info.get("image_size"),
                          channels=info["in_channels"])  # fmt: skip
     out = Path(out) if out else Path(checkpoint).parent / "report.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,11 +32,11 @@ def _preact(**kw):
     return PreActResNet18(**kw)
 
 
-def _small(batch_norm: bool = True):
+def _small(batch_norm: bool = True, width: int = 32):
     def build(**kw):
         from .small import SmallCNN
 
-        return SmallCNN(batch_norm=batch_norm, **kw)
+        return SmallCNN(batch_norm=batch_norm, width=width, **kw)
 
     return build
 
@@ -57,7 +57,8 @@ MODELS: dict[str, Callable[..., Classifier]] = {
     "wrn-70-16": _wrn(70, 16),
     "wrn-16-4": _wrn(16, 4),
     "preact-resnet-18": _preact,
-    "small-cnn": _small(),  # Fashion-MNIST on CPU
+    "small-cnn": _small(),  # TRADES' MNIST network: 32-64 channels, 0.31 M parameters
+    "small-cnn-16": _small(width=16),  # half the channels, 0.16 M parameters, ~3x faster on CPU (fmnist-cpu preset)
     "small-cnn-nobn": _small(batch_norm=False),  # the same without batch norm (batch-split invariant)
     "vit-b-2": _timm("vit_base_patch16_224", img_size=32, patch_size=2),  # ViT-B with 2x2 patches on 32x32
     "convnext-b": _timm("convnext_base"),  # DINOv3's ConvNeXt-B is this architecture
