@@ -10,8 +10,10 @@ evaluation resumes from its last epoch or batch):
   2. `extract` edm-fmnist features of the real training set + the synthetic images into one store;
   3. `train` each (method, lambda, seed) with the fmnist-cpu preset: AT uses real batches only, DM-AT draws 70 % of
      each batch from the synthetic images (DM-AT's fraction); DRA adds lambda * (1 - cos) on the store's targets;
-  4. `evaluate` each run's best EMA checkpoint: AutoAttack standard, L-inf eps 0.1, the first N test images, seed 0.
-Then results.json and results.md (mean +- std over seeds) are written under ROOT.
+  4. `evaluate` each run's best EMA checkpoint: AutoAttack standard, L-inf eps 0.1, the first N test images, seed 0;
+  5. `analyze` the four methods' runs of the first seed (representations, against the store's targets).
+Then results.json and results.md (mean +- std over seeds, and the analyses' headline numbers side by side) and
+analysis.md (the four methods' figures side by side) are written under ROOT.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 
 CLI = [sys.executable, "-m", "dra_pipeline"]
 DMAT_FRACTION = 0.7  # DM-AT: 70 % synthetic per batch
+METHODS = [("at", 0.0, False), ("at-dra", 0.0, True), ("dmat", DMAT_FRACTION, False), ("dmat-dra", DMAT_FRACTION, True)]
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -44,8 +47,7 @@ def run(cmd: list[str], log: Path) -> None:
 
 def jobs(args) -> list[dict]:
     """(name, synthetic fraction, lambda, seed) of every training run."""
-    methods = [("at", 0.0, 0.0), ("at-dra", 0.0, args.weight), ("dmat", DMAT_FRACTION, 0.0),
-               ("dmat-dra", DMAT_FRACTION, args.weight)]  # fmt: skip
+    methods = [(m, f, args.weight if dra else 0.0) for m, f, dra in METHODS]
     # seed-major order: an experiment stopped part-way has every method at its first seeds
     out = [dict(method=m, fraction=f, weight=w, seed=s) for s in args.seeds for m, f, w in methods]
     out += [dict(method="dmat-dra", fraction=DMAT_FRACTION, weight=w, seed=s) for s in args.sweep_seeds
@@ -66,6 +68,62 @@ def train_and_evaluate(job: dict, args) -> None:
         run(CLI + ["evaluate", "--run", str(run_dir), "--n", str(args.n), "--seed", "0", "--batch-size",
                    str(args.eval_batch), "--device", args.device, "--attack", args.attack],
             args.root / "logs" / f"{job['name']}.evaluate.log")  # fmt: skip
+
+
+def analyze(job: dict, args) -> None:
+    run_dir = args.root / job["name"]
+    if not (run_dir / "analysis" / "analysis.json").is_file():
+        run(CLI + ["analyze", "--run", str(run_dir), "--features", str(args.store), "--n", "1000", "--seed", "0",
+                   "--device", args.device], args.root / "logs" / f"{job['name']}.analyze.log")  # fmt: skip
+
+
+def analysed(all_jobs: list[dict], args) -> list[tuple[dict, dict]]:
+    """(job, analysis.json) of the first seed's four-method runs that have been analysed."""
+    out = []
+    for j in all_jobs[: len(METHODS)]:
+        path = args.root / j["name"] / "analysis" / "analysis.json"
+        if path.is_file():
+            out.append((j, json.loads(path.read_text())))
+    return out
+
+
+def representation_table(pairs: list[tuple[dict, dict]]) -> list[str]:
+    """Headline numbers of each analysis, one column per method."""
+
+    def pair(values, fmt):
+        return " / ".join(format(v, fmt) for v in values)
+
+    def sae8(r, split):
+        return r["sae"]["nmse"][split][r["sae"]["ks"].index(8)]
+
+    pgd_share, au = "PGD perturbation x_adv - x", "align-uniform"
+    rows = [
+        ("clean / PGD-20 accuracy, % (n=1000)", lambda r, a: pair((100 * a["clean"], 100 * a["pgd"]), ".1f")),
+        ("alignment, clean vs PGD (lower: closer)", lambda r, a: f"{r[au]['classifier']['alignment']:.3f}"),
+        ("uniformity (lower: more spread)", lambda r, a: f"{r[au]['classifier']['uniformity']:.3f}"),
+        ("CLS-95 / CLS-99 / robust-95 (of 200)",
+         lambda r, a: pair((r["cls-dim"][k] for k in ("cls_95", "cls_99", "robust_95")), "d")),
+        ("CKNNA with the teacher, clean / PGD (k=10)",
+         lambda r, a: pair((r["cknna"]["cknna"][k] for k in ("classifier (clean)", "classifier (PGD)")), ".3f")),
+        ("SAE normalised MSE at k=8, clean / PGD",
+         lambda r, a: pair((sae8(r, "test clean"), sae8(r, "test PGD")), ".4f")),
+        ("high-frequency share of PGD perturbations (> 0.25 cycles/px)",
+         lambda r, a: f"{r['frequency'][pgd_share]['high_frequency_share_above_0.25']:.3f}"),
+    ]  # fmt: skip
+    lines = ["| analysis | " + " | ".join(j["method"] for j, _ in pairs) + " |", "|---|" + "---:|" * len(pairs)]
+    for label, cell in rows:
+        lines.append(f"| {label} | " + " | ".join(cell(d["results"], d["accuracy"]) for _, d in pairs) + " |")
+    return lines
+
+
+def figures_page(pairs: list[tuple[dict, dict]], args) -> None:
+    """analysis.md under ROOT: each analysis's figure for the four methods side by side."""
+    header = "| analysis | " + " | ".join(j["name"] for j, _ in pairs) + " |"
+    lines = ["# Representation analyses, first seed, side by side", "", header, "|---|" + "---|" * len(pairs)]
+    for what in pairs[0][1]["figures"]:
+        cells = [f"![{j['name']} {what}]({j['name']}/analysis/{d['figures'][what]})" for j, d in pairs]
+        lines.append(f"| {what} | " + " | ".join(cells) + " |")
+    (args.root / "analysis.md").write_text("\n".join(lines) + "\n")
 
 
 def summarise(all_jobs: list[dict], args) -> None:
@@ -97,6 +155,11 @@ def summarise(all_jobs: list[dict], args) -> None:
                      f"{100 * t['clean_mean']:.2f} +- {100 * t['clean_std']:.2f} | "
                      f"{100 * t['autoattack_mean']:.2f} +- {100 * t['autoattack_std']:.2f} | {t['n']} |")  # fmt: skip
     lines.append(f"\n{len(rows)} of {len(all_jobs)} runs evaluated.")
+    pairs = analysed(all_jobs, args)
+    if pairs:
+        lines += ["", f"Representations (seed {pairs[0][0]['seed']}, `analyze --n 1000`):", "",
+                  *representation_table(pairs)]  # fmt: skip
+        figures_page(pairs, args)
     (args.root / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -141,6 +204,7 @@ def main() -> None:
     print(f"{len(all_jobs)} runs, {args.parallel} at a time, on {args.device}", flush=True)
     with ThreadPoolExecutor(args.parallel) as pool:
         list(pool.map(lambda j: train_and_evaluate(j, args), all_jobs))
+        list(pool.map(lambda j: analyze(j, args), all_jobs[: len(METHODS)]))
     summarise(all_jobs, args)
     print(f"compare: {time.perf_counter() - start:.0f} s in all", flush=True)
 

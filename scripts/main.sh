@@ -2,10 +2,10 @@
 # The main job on the embedded default, from a fresh machine: set up, then stage one (edm-fmnist features of the
 # 60,000 Fashion-MNIST training images), stage two (TRADES + DRA on the fmnist-cpu preset) and stage three
 # (AutoAttack on the first N test images), then a table of clean and robust accuracy. Rerunning resumes every stage.
-# Under 15 minutes on 2 CPU cores. N_EVAL (default 500) sets the AutoAttack subset.
+# Under 15 minutes on 2 CPU cores. N_EVAL (default 300) sets the AutoAttack subset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N_EVAL=${N_EVAL:-500}
+N_EVAL=${N_EVAL:-300}
 RUN=runs/fmnist-cpu-dra
 SECONDS=0
 bash scripts/setup.sh
@@ -14,7 +14,7 @@ echo "== stage one: extract (edm-fmnist features) =="
 echo "== stage two: train (TRADES + DRA, lambda 0.5) =="
 .venv/bin/dra-pipeline train --features cache/fashion-mnist.zarr --config fmnist-cpu --lambda 0.5 --out $RUN
 echo "== stage three: evaluate (AutoAttack standard, first $N_EVAL test images, seed 0) =="
-.venv/bin/dra-pipeline evaluate --run $RUN --n "$N_EVAL" --seed 0 --batch-size 250 --device cpu
+.venv/bin/dra-pipeline evaluate --run $RUN --n "$N_EVAL" --seed 0 --batch-size 300 --device cpu
 .venv/bin/python - "$RUN/report.json" "$SECONDS" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

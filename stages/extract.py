@@ -3,7 +3,8 @@
 Row r's features depend only on (teacher, seed, r) and the fixed batch boundaries: batches start at shard
 boundaries and hold `batch_size` rows, so a resumed or multi-process run writes the same bytes as one
 uninterrupted run. Loading the next shard's images, computing, and writing the previous shard overlap
-(two I/O threads beside the compute loop).
+(two I/O threads beside the compute loop); `workers` threads decode each shard's images (Pillow releases the GIL
+while decoding, so the threads of a JPEG folder such as ImageNet decode in parallel).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def extract(
     batch_size: int,
     shards: Iterable[int] | None = None,
     autocast: bool = False,
+    workers: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> list[int]:
     """Fill the store's missing shards (only those in `shards`, when given: the ones this process owns).
@@ -42,10 +44,11 @@ def extract(
     def load(shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         start, stop = lay.shard_rows(shard)
         rows = np.arange(start, stop)
-        imgs, labels = images.read(rows)
-        return rows, imgs, labels
+        parts = list(decoders.map(images.read, np.array_split(rows, min(workers, len(rows)))))
+        return rows, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer, \
+            ThreadPoolExecutor(max_workers=workers) as decoders:  # fmt: skip
         pending_read: Future = reader.submit(load, todo[0])
         pending_write: Future | None = None
         for i, shard in enumerate(todo):

@@ -103,6 +103,18 @@ def test_rerun_resumes_and_other_settings_are_refused(tmp_path, data):
     assert replaced.exit_code == 0 and shard_hashes(out) != first
 
 
+def test_decoding_threads_write_the_same_store(tmp_path, data):
+    """--workers splits each shard's image reads over threads (shard 3 spans the real/synthetic boundary)."""
+    d, synth = data
+    one, three = tmp_path / "one.zarr", tmp_path / "three.zarr"
+    assert run_cli(*base_args(d, synth, one)).exit_code == 0
+    assert run_cli(*base_args(d, synth, three, "--workers", 3)).exit_code == 0
+    assert shard_hashes(three) == shard_hashes(one)
+    bad = CliRunner().invoke(main, ["extract", *map(str, base_args(d, synth, tmp_path / "x.zarr", "--workers", 0))])
+    assert bad.exit_code != 0 and "--workers must be at least 1 (got 0)" in bad.output
+    assert not (tmp_path / "x.zarr").exists()
+
+
 def test_store_refuses_data_that_changed(tmp_path, data):
     d, synth = data
     out = tmp_path / "s.zarr"

@@ -32,6 +32,8 @@ def _views(text: str) -> tuple[str, ...]:
 @click.option("--zero-channels", default="none", show_default=True, help="auto, none, or a comma list of channels.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds each row's noise with (seed, row).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Threads decoding images (raise it for JPEG folders such as ImageNet).")  # fmt: skip
 @click.option("--rows-per-shard", type=int, default=4096, show_default=True)
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True)
 @click.option(
@@ -40,7 +42,7 @@ def _views(text: str) -> tuple[str, ...]:
 @click.option("--limit", type=int, help="Only the first N rows (a smaller store, for trials).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made with other settings.")
 def extract(teacher_name, checkpoint, data_text, synthetic, data_dir, out, layer, sigma, timestep, views,
-            zero_channels, seed, batch_size, rows_per_shard, dtype, device, limit, overwrite):  # fmt: skip
+            zero_channels, seed, batch_size, workers, rows_per_shard, dtype, device, limit, overwrite):  # fmt: skip
     """Run a frozen teacher once over every image and write pooled features into a sharded Zarr store.
 
     Rerunning the same command resumes. Under torchrun, rank r fills shards r, r+W, r+2W, ...
@@ -63,6 +65,8 @@ def extract(teacher_name, checkpoint, data_text, synthetic, data_dir, out, layer
         raise DraError(f"{spec.name} is told a timestep: use --t, not --sigma")
     if timestep is not None and spec.noise_kind != "t":
         raise DraError(f"{spec.name} is told a noise std: use --sigma, not --t")
+    if workers < 1:
+        raise DraError(f"--workers must be at least 1 (got {workers})")
     dist = setup(device or "auto")
     rank, world, device = dist.rank, dist.world, str(dist.device)
     if device == "cpu":
@@ -95,7 +99,7 @@ def extract(teacher_name, checkpoint, data_text, synthetic, data_dir, out, layer
     with tqdm(total=int(todo_rows), desc=f"extract {spec.name}" + (f" rank {rank}" if world > 1 else ""),
               unit="img", disable=rank != 0, mininterval=1) as bar:  # fmt: skip
         written = run_extract(teacher, images, store, views=views, batch_size=batch_size, shards=owned,
-                              autocast=autocast, progress=bar.update)  # fmt: skip
+                              autocast=autocast, workers=workers, progress=bar.update)  # fmt: skip
     barrier(dist)  # every rank's shards are written before rank 0 reports
     teardown(dist)
     if rank == 0:
