@@ -92,7 +92,11 @@ def test_sanity_and_model_info_from_the_command_line(workdir):
     assert result.exit_code == 0, result.output
     report = json.loads(Path("out/r.json").read_text())
     assert len(report["sanity"]) == 7 and all(c["passed"] for c in report["sanity"])
-    assert "## Sanity checks" in Path("out/r.md").read_text()
+    markdown = Path("out/r.md").read_text()
+    assert "## Sanity checks" in markdown and "max \\|logit difference\\|" in markdown  # pipes escaped in cells
+    for line in markdown.split("## Sanity checks")[1].splitlines():
+        if line.startswith("| "):  # every row of the table has exactly its three cells
+            assert line.replace("\\|", "").count("|") == 4, line
     info = json.loads(Path("out/r-model-info.json").read_text())
     assert info["name"] == "new" and info["eps"] == "0.1" and info["clean_acc"] == "0.00"
     assert info["autoattack_acc"] == "0.00" and info["dataset"] == "fashion-mnist" and info["unreliable"] is False

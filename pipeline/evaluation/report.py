@@ -116,8 +116,9 @@ def render_markdown(report: dict) -> str:
     lines += ["", "AutoAttack flags: " + ("none" if not flags else ""), *[f"- {f}" for f in flags]]
     if report["sanity"] is not None:
         lines += ["", "## Sanity checks", "", "| check | result | measured |", "|---|---|---|"]
-        lines += [f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | {c['detail']} |"
-                  for c in report["sanity"]]  # fmt: skip
+        for c in report["sanity"]:
+            detail = c["detail"].replace("|", "\\|")  # a bare | would end the table cell
+            lines.append(f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | {detail} |")
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
     restored = report["resume"].get("restored_batches", 0)
     lines += [
