@@ -3,6 +3,8 @@
 # .devdata/fashion-mnist (the Debian package's four IDX files). Runs and their reports come back under $OUT/compare
 # (config, stats, best EMA checkpoint, report.json/.md, logs); the synthetic images and the store stay behind.
 # LIMIT_S stops the experiment in time to copy what is finished (rerunning compare.py elsewhere resumes the rest).
+# A GPU comparison is its own experiment (bf16 autocast, 100,000 synthetic images unless --synthetic is passed):
+# tabulate it apart from a CPU run's results, never mixed with them.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT/compare"
