@@ -126,6 +126,11 @@ def figures_page(pairs: list[tuple[dict, dict]], args) -> None:
     (args.root / "analysis.md").write_text("\n".join(lines) + "\n")
 
 
+def mean_std(mean: float, std: float | None) -> str:
+    """Percent, with the sample standard deviation over seeds when there are several."""
+    return f"{100 * mean:.2f}" if std is None else f"{100 * mean:.2f} +- {100 * std:.2f}"
+
+
 def summarise(all_jobs: list[dict], args) -> None:
     rows = []
     for j in all_jobs:
@@ -141,7 +146,7 @@ def summarise(all_jobs: list[dict], args) -> None:
 
     def stat(values):
         mean = statistics.fmean(values)
-        return mean, statistics.stdev(values) if len(values) > 1 else 0.0
+        return mean, statistics.stdev(values) if len(values) > 1 else None  # no spread from one seed
 
     table = []
     for (method, weight), rs in groups.items():
@@ -152,8 +157,8 @@ def summarise(all_jobs: list[dict], args) -> None:
     lines = [f"| method | lambda | seeds | clean (%) | {args.attack} (%) | n |", "|---|---:|---|---:|---:|---:|"]
     for t in table:
         lines.append(f"| {t['method']} | {t['lambda']:g} | {','.join(map(str, t['seeds']))} | "
-                     f"{100 * t['clean_mean']:.2f} +- {100 * t['clean_std']:.2f} | "
-                     f"{100 * t['autoattack_mean']:.2f} +- {100 * t['autoattack_std']:.2f} | {t['n']} |")  # fmt: skip
+                     f"{mean_std(t['clean_mean'], t['clean_std'])} | "
+                     f"{mean_std(t['autoattack_mean'], t['autoattack_std'])} | {t['n']} |")  # fmt: skip
     lines.append(f"\n{len(rows)} of {len(all_jobs)} runs evaluated.")
     pairs = analysed(all_jobs, args)
     if pairs:
