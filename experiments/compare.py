@@ -6,14 +6,14 @@ DRA weight sweep; every model AutoAttack-evaluated on the same test images.
 Steps (each skipped when its output exists, so rerunning the command resumes; an interrupted training or
 evaluation resumes from its last epoch or batch):
   1. `generate` SYNTHETIC images with edm-fmnist (DM-AT's synthetic data, label i % 10, seed 0; 100,000 on a GPU,
-     5,000 on a CPU, where the 35-evaluation Heun sampler makes about 8 images/s);
+     5,000 on a CPU, where the 35-evaluation Heun sampler makes about 2 images/s on 2 cores);
   2. `extract` edm-fmnist features of the real training set + the synthetic images into one store;
   3. `train` each (method, lambda, seed) with the fmnist-cpu preset: AT uses real batches only, DM-AT draws 70 % of
      each batch from the synthetic images (DM-AT's fraction); DRA adds lambda * (1 - cos) on the store's targets;
   4. `evaluate` each run's best EMA checkpoint: AutoAttack standard, L-inf eps 0.1, the first N test images, seed 0;
   5. `analyze` the four methods' runs of the first seed (representations, against the store's targets).
-Then results.json and results.md (mean +- std over seeds, and the analyses' headline numbers side by side) and
-analysis.md (the four methods' figures side by side) are written under ROOT.
+Then results.json and results.md (mean +- std over seeds, DRA's effect paired by seed, and the analyses' headline
+numbers side by side) and analysis.md (the four methods' figures side by side) are written under ROOT.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from dra_pipeline.evaluation.report import point_flags
 
 CLI = [sys.executable, "-m", "dra_pipeline"]
 DMAT_FRACTION = 0.7  # DM-AT: 70 % synthetic per batch
@@ -131,8 +133,39 @@ def mean_std(mean: float, std: float | None) -> str:
     return f"{100 * mean:.2f}" if std is None else f"{100 * mean:.2f} +- {100 * std:.2f}"
 
 
+def dra_effect(rows: list[dict], robust_flags: dict, weight: float) -> list[str]:
+    """DRA's effect paired by training seed: (AT + DRA) - AT and (DM-AT + DRA) - DM-AT at lambda `weight`, in
+    percentage points, with the test points robust under one model of the pair only (same points, same attack)."""
+    by_key = {(r["method"], r["weight"], r["seed"]): r for r in rows}
+    lines = ["| comparison | seeds | clean diff (pp) | AutoAttack diff (pp) | AutoAttack diff per seed (pp) | "
+             "points robust only with DRA / only without |", "|---|---|---:|---:|---|---|"]  # fmt: skip
+    for base in ("at", "dmat"):
+        pairs = [
+            (r, by_key[(f"{base}-dra", weight, r["seed"])])
+            for r in rows
+            if (r["method"], r["weight"]) == (base, 0.0) and (f"{base}-dra", weight, r["seed"]) in by_key
+        ]
+        if not pairs:
+            continue
+        clean = [d["clean"] - b["clean"] for b, d in pairs]
+        robust = [d["robust"] - b["robust"] for b, d in pairs]
+        only = [
+            (
+                int((robust_flags[d["name"]] & ~robust_flags[b["name"]]).sum()),
+                int((robust_flags[b["name"]] & ~robust_flags[d["name"]]).sum()),
+            )
+            for b, d in pairs
+        ]
+        clean_cell, robust_cell = (mean_std(statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else None)
+                                   for v in (clean, robust))  # fmt: skip
+        lines.append(f"| {base}-dra - {base} | {','.join(str(b['seed']) for b, _ in pairs)} | {clean_cell} | "
+                     f"{robust_cell} | {', '.join(f'{100 * v:+.2f}' for v in robust)} | "
+                     f"{', '.join(f'{a} / {b}' for a, b in only)} |")  # fmt: skip
+    return lines if len(lines) > 2 else []
+
+
 def summarise(all_jobs: list[dict], args) -> None:
-    rows = []
+    rows, robust_flags = [], {}
     for j in all_jobs:
         path = args.root / j["name"] / "report.json"
         if not path.is_file():
@@ -140,6 +173,7 @@ def summarise(all_jobs: list[dict], args) -> None:
         report = json.loads(path.read_text())
         rows.append({**j, "clean": report["clean"]["accuracy"], "robust": report["robust"]["accuracy"],
                      "n": report["robust"]["n"], "wall_s": report.get("wall_s")})  # fmt: skip
+        robust_flags[j["name"]] = point_flags(report, "robust")
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["method"], r["weight"]), []).append(r)
@@ -160,6 +194,10 @@ def summarise(all_jobs: list[dict], args) -> None:
                      f"{mean_std(t['clean_mean'], t['clean_std'])} | "
                      f"{mean_std(t['autoattack_mean'], t['autoattack_std'])} | {t['n']} |")  # fmt: skip
     lines.append(f"\n{len(rows)} of {len(all_jobs)} runs evaluated.")
+    effect = dra_effect(rows, robust_flags, args.weight)
+    if effect:
+        lines += ["", f"DRA's effect at lambda {args.weight:g}, paired by training seed (mean +- std over seeds):",
+                  "", *effect]  # fmt: skip
     pairs = analysed(all_jobs, args)
     if pairs:
         lines += ["", f"Representations (seed {pairs[0][0]['seed']}, `analyze --n 1000`):", "",

@@ -85,6 +85,12 @@ def build_report(evaluation, *, model: dict, data: dict, wall_s: float, state: d
     }
 
 
+def point_flags(report: dict, which: str) -> np.ndarray:
+    """The per-point `which` ("clean" or "robust") outcomes of a report as bools, shape (n,), row i = point i."""
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(report["points"][which]), dtype=np.uint8))
+    return bits[: report[which]["n"]].astype(bool)
+
+
 def _pct(d: dict) -> str:
     lo, hi = d["ci95"]
     return f"{100 * d['accuracy']:.2f} % | {d['correct']}/{d['n']} | {100 * lo:.1f}-{100 * hi:.1f} %"

@@ -1,0 +1,88 @@
+"""experiments/compare.py's summary: mean +- std over seeds and DRA's effect paired by seed, from report.json files."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dra_pipeline.evaluation.report import point_flags
+
+N = 100
+
+
+def _load_compare():
+    path = Path(__file__).resolve().parents[1] / "experiments" / "compare.py"
+    spec = importlib.util.spec_from_file_location("compare", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_report(run_dir: Path, robust_rows: range, clean: int) -> None:
+    """A report.json with the fields the summary reads; points in the documented packbits-hex encoding."""
+    flags = np.zeros(N, dtype=bool)
+    flags[list(robust_rows)] = True
+    run_dir.mkdir(parents=True)
+    clean_flags = np.ones(N, dtype=bool)
+    report = {
+        "clean": {"accuracy": clean / N, "n": N},
+        "robust": {"accuracy": flags.mean(), "n": N},
+        "wall_s": 1.0,
+        "points": {"clean": np.packbits(clean_flags).tobytes().hex(), "robust": np.packbits(flags).tobytes().hex()},
+    }
+    (run_dir / "report.json").write_text(json.dumps(report))
+
+
+def test_point_flags_decode_the_reports_packbits_hex():
+    flags = np.random.default_rng(0).random(13) < 0.5  # n not a multiple of 8: padding bits must be dropped
+    report = {"robust": {"n": 13}, "points": {"robust": np.packbits(flags).tobytes().hex()}}
+    assert np.array_equal(point_flags(report, "robust"), flags)
+
+
+def test_summary_gives_mean_std_over_seeds_and_dras_paired_effect(tmp_path, capsys):
+    compare = _load_compare()
+    args = argparse.Namespace(root=tmp_path, seeds=[0, 1], weight=0.5, sweep=[], sweep_seeds=[0], attack="autoattack")
+    # robust rows per (method, seed): AT+DRA gains 1 then 3 points over AT; DM-AT+DRA loses 2 on seed 0 only
+    runs = {
+        "at-l0-s0": (range(0, 50), 70), "at-dra-l0.5-s0": (range(0, 51), 72),
+        "at-l0-s1": (range(0, 52), 74), "at-dra-l0.5-s1": (range(2, 57), 74),
+        "dmat-l0-s0": (range(0, 60), 80), "dmat-dra-l0.5-s0": (range(0, 58), 80),
+        "dmat-l0-s1": (range(0, 60), 80), "dmat-dra-l0.5-s1": (range(0, 60), 80),
+    }  # fmt: skip
+    for name, (rows, clean) in runs.items():
+        _write_report(tmp_path / name, rows, clean)
+
+    compare.summarise(compare.jobs(args), args)
+
+    table = {t["method"]: t for t in json.loads((tmp_path / "results.json").read_text())["table"]}
+    assert table["at"]["autoattack_mean"] == pytest.approx(0.51)
+    assert table["at"]["autoattack_std"] == pytest.approx(np.std([0.50, 0.52], ddof=1))
+    assert table["at-dra"]["clean_mean"] == pytest.approx(0.73)
+    assert table["at-dra"]["seeds"] == [0, 1]
+    md = (tmp_path / "results.md").read_text()
+    assert md == capsys.readouterr().out
+    effect = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if " - " in line.split(" | ")[0]}
+    # AT + DRA - AT: clean +2, 0 -> 1.00 +- 1.41; robust +1, +3 -> 2.00 +- 1.41; seed 1: rows 52-56 only with
+    # DRA, rows 0-1 only without
+    assert effect["at-dra - at"] == "| at-dra - at | 0,1 | 1.00 +- 1.41 | 2.00 +- 1.41 | +1.00, +3.00 | 1 / 0, 5 / 2 |"
+    assert effect["dmat-dra - dmat"] == ("| dmat-dra - dmat | 0,1 | 0.00 +- 0.00 | -1.00 +- 1.41 | -2.00, +0.00 | "
+                                         "0 / 2, 0 / 0 |")  # fmt: skip
+
+
+def test_summary_of_a_partial_experiment_has_no_spread_and_no_unpaired_effect(tmp_path, capsys):
+    compare = _load_compare()
+    args = argparse.Namespace(root=tmp_path, seeds=[0, 1], weight=0.5, sweep=[], sweep_seeds=[0], attack="autoattack")
+    _write_report(tmp_path / "at-l0-s0", range(0, 50), 70)
+    _write_report(tmp_path / "dmat-dra-l0.5-s0", range(0, 55), 75)  # its DM-AT partner not evaluated yet
+
+    compare.summarise(compare.jobs(args), args)
+
+    md = capsys.readouterr().out
+    assert "| at | 0 | 0 | 70.00 | 50.00 | 100 |" in md
+    assert "2 of 8 runs evaluated." in md
+    assert "paired by training seed" not in md
