@@ -79,10 +79,15 @@ def analyze(job: dict, args) -> None:
                    "--device", args.device], args.root / "logs" / f"{job['name']}.analyze.log")  # fmt: skip
 
 
+def first_seed_runs(all_jobs: list[dict], args) -> list[dict]:
+    """The four methods' runs of the first training seed (none when --seeds is empty: a sweep on its own)."""
+    return all_jobs[: len(METHODS)] if args.seeds else []
+
+
 def analysed(all_jobs: list[dict], args) -> list[tuple[dict, dict]]:
     """(job, analysis.json) of the first seed's four-method runs that have been analysed."""
     out = []
-    for j in all_jobs[: len(METHODS)]:
+    for j in first_seed_runs(all_jobs, args):
         path = args.root / j["name"] / "analysis" / "analysis.json"
         if path.is_file():
             out.append((j, json.loads(path.read_text())))
@@ -211,7 +216,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--parallel", type=int, default=1, help="runs trained/evaluated at once")
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--seeds", default="0,1,2", help="training seeds of the four methods ('' for the sweep only)")
     ap.add_argument("--weight", type=float, default=0.5, help="DRA lambda of the four-method table")
     ap.add_argument("--sweep", default="0.1,0.25,1,2", help="further lambdas for DM-AT + DRA ('' for none)")
     ap.add_argument("--sweep-seeds", default="0", help="seeds of the sweep's runs")
@@ -226,7 +231,7 @@ def main() -> None:
     ap.add_argument("--store", type=Path, default=Path("cache/fashion-mnist-dmat.zarr"))
     ap.add_argument("--synthetic-file", type=Path, help="where the generated npz goes (default: ROOT/...)")
     args = ap.parse_args()
-    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.sweep = [float(w) for w in args.sweep.split(",") if w.strip()]
     args.sweep_seeds = [int(s) for s in args.sweep_seeds.split(",")]
     if args.synthetic is None:
@@ -247,7 +252,7 @@ def main() -> None:
     print(f"{len(all_jobs)} runs, {args.parallel} at a time, on {args.device}", flush=True)
     with ThreadPoolExecutor(args.parallel) as pool:
         list(pool.map(lambda j: train_and_evaluate(j, args), all_jobs))
-        list(pool.map(lambda j: analyze(j, args), all_jobs[: len(METHODS)]))
+        list(pool.map(lambda j: analyze(j, args), first_seed_runs(all_jobs, args)))
     summarise(all_jobs, args)
     print(f"compare: {time.perf_counter() - start:.0f} s in all", flush=True)
 

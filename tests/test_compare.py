@@ -86,3 +86,14 @@ def test_summary_of_a_partial_experiment_has_no_spread_and_no_unpaired_effect(tm
     assert "| at | 0 | 0 | 70.00 | 50.00 | 100 |" in md
     assert "2 of 8 runs evaluated." in md
     assert "paired by training seed" not in md
+
+
+def test_a_sweep_on_its_own_trains_only_the_sweep_and_analyses_nothing():
+    compare = _load_compare()
+    args = argparse.Namespace(seeds=[], weight=0.5, sweep=[0.25, 1.0], sweep_seeds=[0])
+    all_jobs = compare.jobs(args)
+    assert [j["name"] for j in all_jobs] == ["dmat-dra-l0.25-s0", "dmat-dra-l1-s0"]
+    assert compare.first_seed_runs(all_jobs, args) == []
+    args.seeds = [3]
+    assert [j["name"] for j in compare.first_seed_runs(compare.jobs(args), args)] == [
+        "at-l0-s3", "at-dra-l0.5-s3", "dmat-l0-s3", "dmat-dra-l0.5-s3"]  # fmt: skip
