@@ -133,6 +133,11 @@ def figures_page(pairs: list[tuple[dict, dict]], args) -> None:
     (args.root / "analysis.md").write_text("\n".join(lines) + "\n")
 
 
+def mean_and_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation over seeds (None for one seed: no spread from a single run)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
 def mean_std(mean: float, std: float | None) -> str:
     """Percent, with the sample standard deviation over seeds when there are several."""
     return f"{100 * mean:.2f}" if std is None else f"{100 * mean:.2f} +- {100 * std:.2f}"
@@ -161,8 +166,7 @@ def dra_effect(rows: list[dict], robust_flags: dict, weight: float) -> list[str]
             )
             for b, d in pairs
         ]
-        clean_cell, robust_cell = (mean_std(statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else None)
-                                   for v in (clean, robust))  # fmt: skip
+        clean_cell, robust_cell = (mean_std(*mean_and_std(v)) for v in (clean, robust))
         lines.append(f"| {base}-dra - {base} | {','.join(str(b['seed']) for b, _ in pairs)} | {clean_cell} | "
                      f"{robust_cell} | {', '.join(f'{100 * v:+.2f}' for v in robust)} | "
                      f"{', '.join(f'{a} / {b}' for a, b in only)} |")  # fmt: skip
@@ -183,13 +187,9 @@ def summarise(all_jobs: list[dict], args) -> None:
     for r in rows:
         groups.setdefault((r["method"], r["weight"]), []).append(r)
 
-    def stat(values):
-        mean = statistics.fmean(values)
-        return mean, statistics.stdev(values) if len(values) > 1 else None  # no spread from one seed
-
     table = []
     for (method, weight), rs in groups.items():
-        (cm, cs), (rm, rsd) = stat([r["clean"] for r in rs]), stat([r["robust"] for r in rs])
+        (cm, cs), (rm, rsd) = mean_and_std([r["clean"] for r in rs]), mean_and_std([r["robust"] for r in rs])
         table.append({"method": method, "lambda": weight, "seeds": [r["seed"] for r in rs], "n": rs[0]["n"],
                       "clean_mean": cm, "clean_std": cs, "autoattack_mean": rm, "autoattack_std": rsd})  # fmt: skip
     (args.root / "results.json").write_text(json.dumps({"runs": rows, "table": table}, indent=2))
