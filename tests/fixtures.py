@@ -9,6 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+# two local processes under torchrun; --standalone lets it pick a free rendezvous port, so concurrent test runs on one
+# machine do not collide on a fixed one
+TORCHRUN_TWO = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+
 
 def random_images(n: int, h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, c), dtype=np.uint8)

@@ -10,8 +10,6 @@ import torch
 from tests import fixtures
 from tests.test_train import ROOT, extract_store, train_args
 
-TORCHRUN = ("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29733")
-
 
 def _train(args, launcher=()):
     cmd = [sys.executable, *launcher, "-m", "dra_pipeline", *args]
@@ -35,7 +33,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, store):
     d, features = store
     common = ("--set", "model.name=small-cnn-nobn", "--lambda", "0.5")
     _train(train_args(d, tmp_path / "one", *common, features=features))
-    _train(train_args(d, tmp_path / "two", *common, features=features), launcher=TORCHRUN)
+    _train(train_args(d, tmp_path / "two", *common, features=features), launcher=fixtures.TORCHRUN_TWO)
     one = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
     two = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
     assert one["epoch"] == two["epoch"] == 2
@@ -57,9 +55,9 @@ def test_two_processes_with_batch_norm_train_and_resume(tmp_path, store):
     so no equality with 1 process is claimed; the run completes and a rerun resumes and changes nothing."""
     d, features = store
     args = train_args(d, tmp_path / "bn", "--lambda", "0.5", features=features)
-    _train(args, launcher=TORCHRUN)
+    _train(args, launcher=fixtures.TORCHRUN_TWO)
     first = (tmp_path / "bn" / "last.pt").read_bytes()
-    proc = _train(args, launcher=TORCHRUN)
+    proc = _train(args, launcher=fixtures.TORCHRUN_TWO)
     assert "resuming" in proc.stdout and (tmp_path / "bn" / "last.pt").read_bytes() == first
     stats = [json.loads(line) for line in (tmp_path / "bn" / "stats.jsonl").read_text().splitlines()]
     assert [s["epoch"] for s in stats] == [1, 2]

@@ -177,8 +177,7 @@ def test_two_ranks_give_the_same_store_as_one(tmp_path, data):
     d, synth = data
     one, two = tmp_path / "one.zarr", tmp_path / "two.zarr"
     _run(base_args(d, synth, one))
-    _run(base_args(d, synth, two), launcher=("-m", "torch.distributed.run", "--nproc_per_node", "2",
-                                             "--master_port", "29731"))  # fmt: skip
+    _run(base_args(d, synth, two), launcher=fixtures.TORCHRUN_TWO)
     assert shard_hashes(two) == shard_hashes(one)
     for k in range(FeatureStore.open(one).layout.num_shards):
         assert FeatureStore.open(one)._shard_file(k).read_bytes() == FeatureStore.open(two)._shard_file(k).read_bytes()
