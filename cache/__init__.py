@@ -1,5 +1,5 @@
 """The feature store (store.py) and the default home of `*.zarr` stores (git-ignored)."""
 
-from .store import FORMAT_VERSION, FeatureStore
+from dra_pipeline.cache.store import FORMAT_VERSION, FeatureStore
 
 __all__ = ["FeatureStore", "FORMAT_VERSION"]

@@ -7,9 +7,8 @@ import os
 import uuid
 from pathlib import Path
 
+from dra_pipeline.cache.store import FeatureStore
 from dra_pipeline.errors import StoreError
-
-from .store import FeatureStore
 
 
 def export_hdf5(store: FeatureStore, target: Path, *, overwrite: bool = False) -> None:

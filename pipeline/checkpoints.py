@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import DraError
-from .models import Classifier, create_model
+from dra_pipeline.errors import DraError
+from dra_pipeline.models import Classifier, create_model
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from .errors import DraError
+from dra_pipeline.errors import DraError
 
 
 class _Group(click.Group):
@@ -28,14 +28,14 @@ def main():
 
 def _register() -> None:
     """Attach the command groups; each lives in pipeline/commands/ and imports its heavy modules lazily."""
-    from .commands.analyze import analyze
-    from .commands.cache import cache
-    from .commands.data import data
-    from .commands.evaluate import evaluate
-    from .commands.extract import extract
-    from .commands.generate import generate
-    from .commands.teacher import teacher
-    from .commands.train import train
+    from dra_pipeline.commands.analyze import analyze
+    from dra_pipeline.commands.cache import cache
+    from dra_pipeline.commands.data import data
+    from dra_pipeline.commands.evaluate import evaluate
+    from dra_pipeline.commands.extract import extract
+    from dra_pipeline.commands.generate import generate
+    from dra_pipeline.commands.teacher import teacher
+    from dra_pipeline.commands.train import train
 
     for group in (data, cache, teacher, extract, generate, train, evaluate, analyze):
         main.add_command(group)

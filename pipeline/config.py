@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .errors import DraError
+from dra_pipeline.errors import DraError
 
 PRESETS_DIR = Path(str(importlib.resources.files("dra_pipeline.configs")))
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from .atomic import atomic_write, atomic_write_text
-from .errors import DraError
+from dra_pipeline.atomic import atomic_write, atomic_write_text
+from dra_pipeline.errors import DraError
 
 
 class RunDir:
@@ -58,7 +58,7 @@ class RunDir:
 
 def environment() -> dict:
     """Versions, git SHA and machine, recorded at the start of a run."""
-    from . import __version__
+    from dra_pipeline import __version__
 
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -94,13 +94,13 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
     import numpy as np
     from tqdm import tqdm
 
-    from .cache import FeatureStore
-    from .data import SourceSpec, open_source
-    from .data.batches import BatchLoader, BatchPlan
-    from .data.indexed import IndexedImages
-    from .distributed import barrier, broadcast, setup, teardown
-    from .models import NORMALISATION, create_model
-    from .stages.train import build_state, channels_last, train
+    from dra_pipeline.cache import FeatureStore
+    from dra_pipeline.data import SourceSpec, open_source
+    from dra_pipeline.data.batches import BatchLoader, BatchPlan
+    from dra_pipeline.data.indexed import IndexedImages
+    from dra_pipeline.distributed import barrier, broadcast, setup, teardown
+    from dra_pipeline.models import NORMALISATION, create_model
+    from dra_pipeline.stages.train import build_state, channels_last, train
 
     dist = setup(cfg.train.device)
     device = dist.device
@@ -220,7 +220,7 @@ def online_teacher(store, images, device):
     """
     import numpy as np
 
-    from .teachers import create_teacher
+    from dra_pipeline.teachers import create_teacher
 
     if store is None:
         raise DraError("--online-teacher needs --features: the store names the teacher, layer and noise to use")

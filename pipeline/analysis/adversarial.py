@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..attacks import pgd_linf
-from ..losses import uniform_start
-from ..models import Classifier
+from dra_pipeline.attacks import pgd_linf
+from dra_pipeline.losses import uniform_start
+from dra_pipeline.models import Classifier
 
 PGD_STEPS = 20  # iterations of the evaluation attack
 STEP_FACTOR = 2.5  # step = STEP_FACTOR * eps / steps

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from .frequency import FourierMap
+from dra_pipeline.analysis.frequency import FourierMap
 
 DPI = 120
 

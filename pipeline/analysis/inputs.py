@@ -16,14 +16,14 @@ import numpy as np
 import torch
 import yaml
 
-from ..cache import FeatureStore
-from ..cache.store import SOURCE_IDENTITY
-from ..checkpoints import LoadedClassifier, load_classifier
-from ..data import SourceSpec, open_source
-from ..errors import DraError
-from ..stages.analyze import NEEDS_TEACHER, Labelled
-from ..teachers import Teacher, create_teacher
-from ..teachers.probe import subset_rows
+from dra_pipeline.cache import FeatureStore
+from dra_pipeline.cache.store import SOURCE_IDENTITY
+from dra_pipeline.checkpoints import LoadedClassifier, load_classifier
+from dra_pipeline.data import SourceSpec, open_source
+from dra_pipeline.errors import DraError
+from dra_pipeline.stages.analyze import NEEDS_TEACHER, Labelled
+from dra_pipeline.teachers import Teacher, create_teacher
+from dra_pipeline.teachers.probe import subset_rows
 
 CHECKPOINT = "best-ema.pt"
 

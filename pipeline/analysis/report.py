@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from ..atomic import atomic_write, atomic_write_text
+from dra_pipeline.atomic import atomic_write, atomic_write_text
 
 FIGURE_FILES = {
     "align-uniform": "alignment_uniformity.png",

@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attacks import pgd_linf
-from ..losses import uniform_start
-from ..teachers import Teacher
-from ..teachers.base import resize_center_crop
-from ..teachers.probe import LinearProbe, fit_linear_probe
-from .adversarial import PGD_STEPS, STEP_FACTOR, batch_seed
+from dra_pipeline.analysis.adversarial import PGD_STEPS, STEP_FACTOR, batch_seed
+from dra_pipeline.attacks import pgd_linf
+from dra_pipeline.losses import uniform_start
+from dra_pipeline.teachers import Teacher
+from dra_pipeline.teachers.base import resize_center_crop
+from dra_pipeline.teachers.probe import LinearProbe, fit_linear_probe
 
 
 def teacher_features(teacher: Teacher, x: Tensor, rows: np.ndarray) -> Tensor:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import DATA_DIR
+from dra_pipeline.commands.options import DATA_DIR
 
 ANALYSES = ("align-uniform", "cls-dim", "cknna", "sae", "frequency", "teacher-probe")  # = stages.analyze.ANALYSES
 
@@ -44,11 +44,11 @@ def analyze(run, features, what, n, seed, pgd_steps, probe_n, sae_steps, out, de
 
     import torch
 
-    from ..analysis.inputs import load_inputs
-    from ..analysis.report import write_report
-    from ..checkpoints import newest_run
-    from ..stages.analyze import Settings, settings_dict
-    from ..stages.analyze import analyze as run_analyses
+    from dra_pipeline.analysis.inputs import load_inputs
+    from dra_pipeline.analysis.report import write_report
+    from dra_pipeline.checkpoints import newest_run
+    from dra_pipeline.stages.analyze import Settings, settings_dict
+    from dra_pipeline.stages.analyze import analyze as run_analyses
 
     start = time.perf_counter()
     run = run or newest_run("runs")

@@ -20,7 +20,7 @@ STORE = click.argument("path", type=click.Path(path_type=Path))
 @STORE
 def cache_info(path: Path):
     """Shape, dtype, provenance and shards done/missing of the store at PATH."""
-    from ..cache import FeatureStore
+    from dra_pipeline.cache import FeatureStore
 
     store = FeatureStore.open(path)
     lay, missing = store.layout, store.missing_shards()
@@ -38,7 +38,7 @@ def cache_info(path: Path):
 @STORE
 def cache_verify(path: Path):
     """Re-hash every shard against its completion record; exit 1 on any mismatch or missing shard."""
-    from ..cache import FeatureStore
+    from dra_pipeline.cache import FeatureStore
 
     store = FeatureStore.open(path)
     problems = store.verify()
@@ -55,8 +55,8 @@ def cache_verify(path: Path):
 @click.option("--overwrite", is_flag=True, help="Replace TARGET if it exists.")
 def cache_export(path: Path, target: Path, overwrite: bool):
     """Copy a complete store into one HDF5 file (features, labels, provenance) for sharing."""
-    from ..cache import FeatureStore
-    from ..cache.export import export_hdf5
+    from dra_pipeline.cache import FeatureStore
+    from dra_pipeline.cache.export import export_hdf5
 
     export_hdf5(FeatureStore.open(path), target, overwrite=overwrite)
     click.echo(f"wrote {target}")

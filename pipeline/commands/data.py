@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import DATA_DIR
+from dra_pipeline.commands.options import DATA_DIR
 
 
 @click.group()
@@ -24,7 +24,7 @@ def data_info(source: str, data_dir: Path | None):
     shown when none is named), a DM-AT .npz, an .h5 file (options as FILE.h5?images=NAME&labels=NAME) or an
     image folder with one sub-folder per class.
     """
-    from ..data import NAMED, SPLITS, open_source
+    from dra_pipeline.data import NAMED, SPLITS, open_source
 
     texts = [f"{source}:{split}" for split in SPLITS] if source in NAMED else [source]
     rows = []
@@ -48,7 +48,7 @@ def data_convert_npz(src: Path, out: Path):
 
     Streams member by member in constant memory; the output appears only when complete.
     """
-    from ..data.npz import convert_npz
+    from dra_pipeline.data.npz import convert_npz
 
     convert_npz(src, out)
     click.echo(f"wrote {out}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import DATA_DIR
+from dra_pipeline.commands.options import DATA_DIR
 
 
 @click.command("evaluate")
@@ -46,8 +46,8 @@ def evaluate(run, checkpoint, attack, norm, eps, n, split, data, preprocessing, 
     eps. An ImageNet model: --data VAL_FOLDER --n 5000 (RobustBench's Res256Crop224, 5000 images drawn with a
     fixed seed, or --subset LIST). Rerunning the same command resumes an interrupted evaluation from <out>.state.json.
     """
-    from ..errors import DraError
-    from ..evaluation.attacks import AUTOATTACK_STANDARD, check_norm, expand_attacks
+    from dra_pipeline.errors import DraError
+    from dra_pipeline.evaluation.attacks import AUTOATTACK_STANDARD, check_norm, expand_attacks
 
     names = expand_attacks(attack)
     check_norm(norm, names)
@@ -60,9 +60,9 @@ def evaluate(run, checkpoint, attack, norm, eps, n, split, data, preprocessing, 
 
     import torch
 
-    from ..evaluation.inputs import resolve_checkpoint
-    from ..evaluation.sanity import SanityConfig
-    from ..evaluation.session import evaluate_checkpoint
+    from dra_pipeline.evaluation.inputs import resolve_checkpoint
+    from dra_pipeline.evaluation.sanity import SanityConfig
+    from dra_pipeline.evaluation.session import evaluate_checkpoint
 
     try:
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

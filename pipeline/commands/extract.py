@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import DATA_DIR
+from dra_pipeline.commands.options import DATA_DIR
 
 
 def _views(text: str) -> tuple[str, ...]:
@@ -51,14 +51,14 @@ def extract(teacher_name, checkpoint, data_text, synthetic, data_dir, out, layer
     import torch
     from tqdm import tqdm
 
-    from ..cache import FeatureStore
-    from ..data import open_source
-    from ..data.indexed import IndexedImages
-    from ..distributed import barrier, setup, teardown
-    from ..errors import DraError
-    from ..stages.extract import extract as run_extract
-    from ..teachers import create_teacher, teacher_spec
-    from ..teachers.massive import resolve_zero_channels
+    from dra_pipeline.cache import FeatureStore
+    from dra_pipeline.data import open_source
+    from dra_pipeline.data.indexed import IndexedImages
+    from dra_pipeline.distributed import barrier, setup, teardown
+    from dra_pipeline.errors import DraError
+    from dra_pipeline.stages.extract import extract as run_extract
+    from dra_pipeline.teachers import create_teacher, teacher_spec
+    from dra_pipeline.teachers.massive import resolve_zero_channels
 
     spec = teacher_spec(teacher_name)
     if sigma is not None and spec.noise_kind != "sigma":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import DraError
+from dra_pipeline.errors import DraError
 
 
 @click.command()
@@ -28,8 +28,8 @@ def generate(teacher_name, checkpoint, count, out, seed, steps, batch_size, devi
     import torch
     from tqdm import tqdm
 
-    from ..stages.generate import generate as generate_npz
-    from ..teachers import create_teacher, teacher_spec
+    from dra_pipeline.stages.generate import generate as generate_npz
+    from dra_pipeline.teachers import create_teacher, teacher_spec
 
     spec = teacher_spec(teacher_name)
     if spec.family != "edm":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import DATA_DIR
+from dra_pipeline.commands.options import DATA_DIR
 
 
 @click.group()
@@ -17,7 +17,7 @@ def teacher():
 @teacher.command("list")
 def teacher_list():
     """Registered teachers with their defaults (layer, noise level, feature width, checkpoint path)."""
-    from ..teachers import list_teachers
+    from dra_pipeline.teachers import list_teachers
 
     click.echo(f"{'name':<20} {'data':<14} {'res':>4} {'layer':<22} {'noise':>10} {'dim':>5}  checkpoint")
     for s in list_teachers():
@@ -45,9 +45,9 @@ def teacher_fit(data_text, data_dir, out, net, steps, batch_size, lr, seed, devi
     import torch
     from tqdm import tqdm
 
-    from ..data import open_source
-    from ..data.indexed import IndexedImages
-    from ..teachers.fit import FitConfig, fit, network_config
+    from dra_pipeline.data import open_source
+    from dra_pipeline.data.indexed import IndexedImages
+    from dra_pipeline.teachers.fit import FitConfig, fit, network_config
 
     if device == "cpu":
         torch.set_flush_denormal(True)
@@ -66,7 +66,7 @@ def teacher_fit(data_text, data_dir, out, net, steps, batch_size, lr, seed, devi
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="FILE.safetensors")
 def teacher_convert(pkl: Path, out: Path):
     """Convert an official EDM network pickle to safetensors, once, without executing code from the pickle."""
-    from ..teachers.edm_pickle import convert_pickle_to_safetensors
+    from dra_pipeline.teachers.edm_pickle import convert_pickle_to_safetensors
 
     convert_pickle_to_safetensors(pkl, out)
     click.echo(f"wrote {out}")
@@ -74,7 +74,7 @@ def teacher_convert(pkl: Path, out: Path):
 
 def _test_source(data_text: str) -> str:
     """The test split matching a named dataset's source text: `X[:train][?opts]` -> `X:test[?opts]`."""
-    from ..data import NAMED
+    from dra_pipeline.data import NAMED
 
     body, sep, query = data_text.partition("?")
     name = body.partition(":")[0]
@@ -121,10 +121,10 @@ def teacher_probe(name, checkpoint, data_text, test_text, data_dir, layers, sigm
 
     from tqdm import tqdm
 
-    from ..data import open_source
-    from ..data.indexed import IndexedImages
-    from ..teachers import create_teacher, teacher_spec
-    from ..teachers.probe import PROBE_WEIGHT_DECAY, probe, subset_rows
+    from dra_pipeline.data import open_source
+    from dra_pipeline.data.indexed import IndexedImages
+    from dra_pipeline.teachers import create_teacher, teacher_spec
+    from dra_pipeline.teachers.probe import PROBE_WEIGHT_DECAY, probe, subset_rows
 
     spec = teacher_spec(name)
     data_text = data_text or spec.dataset
@@ -169,9 +169,9 @@ def teacher_massive_channels(name, checkpoint, data_text, data_dir, layer, sigma
     """
     import numpy as np
 
-    from ..data import open_source
-    from ..teachers import create_teacher, teacher_spec
-    from ..teachers.massive import MASSIVE_RATIO, find_massive_channels, sample_rows
+    from dra_pipeline.data import open_source
+    from dra_pipeline.teachers import create_teacher, teacher_spec
+    from dra_pipeline.teachers.massive import MASSIVE_RATIO, find_massive_channels, sample_rows
 
     ratio = MASSIVE_RATIO if ratio is None else ratio
     source = open_source(data_text or teacher_spec(name).dataset, data_dir=data_dir)

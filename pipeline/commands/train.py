@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import DATA_DIR
+from dra_pipeline.commands.options import DATA_DIR
 
 
 @click.command("train")
@@ -25,7 +25,7 @@ def train(features, preset, sets, out, weight, online_teacher, data_dir, dry_run
     """
     import yaml
 
-    from ..config import load_config
+    from dra_pipeline.config import load_config
 
     extra = list(sets) + ([f"dra.weight={weight}"] if weight is not None else [])
     extra += ["dra.online_teacher=true"] if online_teacher else []
@@ -34,6 +34,6 @@ def train(features, preset, sets, out, weight, online_teacher, data_dir, dry_run
         click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return
     out = out or Path("runs") / (Path(preset).stem if preset else "train")
-    from ..run import run_training
+    from dra_pipeline.run import run_training
 
     run_training(cfg, features=features, out=out, data_dir=data_dir, echo=click.echo)

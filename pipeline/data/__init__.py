@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-from ..errors import DataError
-from .base import ImageSource, SourceSpec
-from .cifar import Cifar10, Cifar100
-from .folder import ImageFolder
-from .hdf5 import Hdf5Images
-from .idx import FashionMNIST
-from .npz import NpzImages
+from dra_pipeline.data.base import ImageSource, SourceSpec
+from dra_pipeline.data.cifar import Cifar10, Cifar100
+from dra_pipeline.data.folder import ImageFolder
+from dra_pipeline.data.hdf5 import Hdf5Images
+from dra_pipeline.data.idx import FashionMNIST
+from dra_pipeline.data.npz import NpzImages
+from dra_pipeline.errors import DataError
 
 
 @dataclass(frozen=True)

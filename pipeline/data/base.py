@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from dra_pipeline.errors import DataError
 
 FINGERPRINT_SAMPLE = 32  # images hashed into a fingerprint, evenly spaced over the source
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .indexed import IndexedImages
+from dra_pipeline.data.indexed import IndexedImages
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import DataError
-from .base import ImageSource, SourceSpec, check_images_and_labels
+from dra_pipeline.data.base import ImageSource, SourceSpec, check_images_and_labels
+from dra_pipeline.errors import DataError
 
 
 def _reconstruct(subtype, shape, dtype):

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from .base import ImageSource, SourceSpec, check_labels
+from dra_pipeline.data.base import ImageSource, SourceSpec, check_labels
+from dra_pipeline.errors import DataError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff"}
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from .base import ImageSource, SourceSpec, check_images_and_labels
+from dra_pipeline.data.base import ImageSource, SourceSpec, check_images_and_labels
+from dra_pipeline.errors import DataError
 
 
 class Hdf5Images(ImageSource):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DataError
-from .base import ImageSource
+from dra_pipeline.data.base import ImageSource
+from dra_pipeline.errors import DataError
 
 
 class IndexedImages:

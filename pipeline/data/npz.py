@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from .base import ImageSource, SourceSpec, check_images_and_labels
+from dra_pipeline.data.base import ImageSource, SourceSpec, check_images_and_labels
+from dra_pipeline.errors import DataError
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zip local file header, 30 bytes
 _COPY_BYTES = 64 << 20  # streaming conversion buffer

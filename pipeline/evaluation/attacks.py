@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attacks import pgd_linf
-from ..errors import DraError
+from dra_pipeline.attacks import pgd_linf
+from dra_pipeline.errors import DraError
 
 NORMS = ("Linf", "L2")
 AUTOATTACK_STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")  # the order the standard version runs them in

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checkpoints import newest_run
-from ..errors import DraError
+from dra_pipeline.checkpoints import newest_run
+from dra_pipeline.errors import DraError
 
 
 def resolve_checkpoint(*, run: Path | None, checkpoint: Path | None, runs_root: Path = Path("runs")) -> Path:
@@ -61,7 +61,7 @@ def points_source(dataset: str, split: str, data: str | None, preprocessing: str
     """(source text, preprocessing name) of what to evaluate on: `data` when given (any source: a folder such as
     ImageNet's val, an .npz, an .h5, or NAME:SPLIT), else the model's named dataset at `split`. Preprocessing
     applies to image folders only; by default RobustBench's Res256Crop224 for folders, none otherwise."""
-    from ..data import NAMED
+    from dra_pipeline.data import NAMED
 
     if data is None:
         if dataset not in NAMED:
@@ -137,7 +137,7 @@ def load_points(dataset: str, split: str, n: int | None, *, data: str | None = N
                 image_size: tuple[int, int] | None = None, channels: int | None = None) -> Points:  # fmt: skip
     """n images of the evaluation source (see points_source and select_rows; selection defaults to first for a
     named dataset, random otherwise), checked against the model's input shape."""
-    from ..data import NAMED, open_source
+    from dra_pipeline.data import NAMED, open_source
 
     text, preprocessing = points_source(dataset, split, data, preprocessing)
     source = open_source(text, data_dir=data_dir)

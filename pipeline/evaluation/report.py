@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_write_text
-from .intervals import Accuracy
+from dra_pipeline.atomic import atomic_write_text
+from dra_pipeline.evaluation.intervals import Accuracy
 
 
 def environment(device: torch.device | str) -> dict:

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attacks import AUTOATTACK_LOGGER, AUTOATTACK_STANDARD, autoattack_flags, build_attack
-from .intervals import wilson
-from .worst_case import worst_case
+from dra_pipeline.evaluation.attacks import AUTOATTACK_LOGGER, AUTOATTACK_STANDARD, autoattack_flags, build_attack
+from dra_pipeline.evaluation.intervals import wilson
+from dra_pipeline.evaluation.worst_case import worst_case
 
 
 @dataclass(frozen=True)

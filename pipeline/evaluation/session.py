@@ -12,14 +12,14 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_write_text
-from ..checkpoints import load_classifier
-from ..errors import DraError
-from .inputs import file_sha256, load_points
-from .report import build_report, model_info, write_reports
-from .sanity import SanityConfig
-from .state import EvaluationState, state_key
-from .worst_case import Step
+from dra_pipeline.atomic import atomic_write_text
+from dra_pipeline.checkpoints import load_classifier
+from dra_pipeline.errors import DraError
+from dra_pipeline.evaluation.inputs import file_sha256, load_points
+from dra_pipeline.evaluation.report import build_report, model_info, write_reports
+from dra_pipeline.evaluation.sanity import SanityConfig
+from dra_pipeline.evaluation.state import EvaluationState, state_key
+from dra_pipeline.evaluation.worst_case import Step
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def evaluate_checkpoint(checkpoint: Path, *, attacks: list[str], norm: str, eps:
     report.json beside the checkpoint), progress to <out stem>.state.json."""
     import pyautoattack
 
-    from ..stages.evaluate import evaluate
+    from dra_pipeline.stages.evaluate import evaluate
 
     start = time.perf_counter()
     loaded = load_classifier(checkpoint, device)

@@ -17,8 +17,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..atomic import atomic_write_text
-from ..errors import DraError
+from dra_pipeline.atomic import atomic_write_text
+from dra_pipeline.errors import DraError
 
 FORMAT = 1
 

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import DraError
-from .attacks import Attack
-from .state import AttackProgress, EvaluationState
+from dra_pipeline.errors import DraError
+from dra_pipeline.evaluation.attacks import Attack
+from dra_pipeline.evaluation.state import AttackProgress, EvaluationState
 
 
 @dataclass(frozen=True)

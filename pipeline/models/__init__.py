@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import DraError
-from .base import Classifier
+from dra_pipeline.errors import DraError
+from dra_pipeline.models.base import Classifier
 
 # Per-dataset input normalisation applied inside the model (mean, std per channel, pixels in [0, 1]).
 NORMALISATION = {
@@ -19,7 +19,7 @@ NORMALISATION = {
 
 def _wrn(depth: int, width: int):
     def build(**kw):
-        from .wideresnet import WideResNet
+        from dra_pipeline.models.wideresnet import WideResNet
 
         return WideResNet(depth=depth, width=width, **kw)
 
@@ -27,14 +27,14 @@ def _wrn(depth: int, width: int):
 
 
 def _preact(**kw):
-    from .preact_resnet import PreActResNet18
+    from dra_pipeline.models.preact_resnet import PreActResNet18
 
     return PreActResNet18(**kw)
 
 
 def _small(batch_norm: bool = True, width: int = 32):
     def build(**kw):
-        from .small import SmallCNN
+        from dra_pipeline.models.small import SmallCNN
 
         return SmallCNN(batch_norm=batch_norm, width=width, **kw)
 
@@ -43,7 +43,7 @@ def _small(batch_norm: bool = True, width: int = 32):
 
 def _timm(name: str, **timm_kw):
     def build(*, num_classes, in_channels, mean, std, checkpoint=None):
-        from .timm_models import TimmClassifier, build_timm
+        from dra_pipeline.models.timm_models import TimmClassifier, build_timm
 
         backbone = build_timm(name, num_classes=num_classes, in_channels=in_channels, checkpoint=checkpoint, **timm_kw)
         return TimmClassifier(backbone, mean=mean, std=std)

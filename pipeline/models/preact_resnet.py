@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Classifier
+from dra_pipeline.models.base import Classifier
 
 
 class _PreActBlock(nn.Module):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from .base import Classifier
+from dra_pipeline.models.base import Classifier
 
 
 class SmallCNN(Classifier):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from ..errors import DraError
-from .base import Classifier
+from dra_pipeline.errors import DraError
+from dra_pipeline.models.base import Classifier
 
 
 class TimmClassifier(Classifier):

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Classifier
+from dra_pipeline.models.base import Classifier
 
 BN_MOMENTUM = 0.01  # DM-AT's value; PyTorch's default is 0.1
 

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import DraError
-from ..seeding import keyed_normal
+from dra_pipeline.errors import DraError
+from dra_pipeline.seeding import keyed_normal
 
 VIEWS = ("clean", "flip", "extra-sigma")
 EXTRA_SIGMA_LOG_MEAN, EXTRA_SIGMA_LOG_STD = -1.2, 1.2  # EDM's P_mean, P_std

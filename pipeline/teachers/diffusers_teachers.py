@@ -15,9 +15,9 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from ..errors import DraError
-from .base import Teacher, TeacherSpec
-from .registry import register_teacher
+from dra_pipeline.errors import DraError
+from dra_pipeline.teachers.base import Teacher, TeacherSpec
+from dra_pipeline.teachers.registry import register_teacher
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")  # diffusers' preference order
 

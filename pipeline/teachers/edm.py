@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..atomic import atomic_write
-from ..errors import DraError
-from .base import Teacher, TeacherSpec
-from .registry import register_teacher
-from .songunet import EDMDenoiser, SongUNetConfig
+from dra_pipeline.atomic import atomic_write
+from dra_pipeline.errors import DraError
+from dra_pipeline.teachers.base import Teacher, TeacherSpec
+from dra_pipeline.teachers.registry import register_teacher
+from dra_pipeline.teachers.songunet import EDMDenoiser, SongUNetConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SAFETENSORS_FORMAT = "dra-songunet-edm"
@@ -68,7 +68,7 @@ def load_denoiser(path: Path) -> EDMDenoiser:
     if not path.is_file():
         raise DraError(f"checkpoint {path} not found")
     if path.suffix == ".pkl":
-        from .edm_pickle import read_edm_pickle
+        from dra_pipeline.teachers.edm_pickle import read_edm_pickle
 
         kwargs, state = read_edm_pickle(path)
         cfg = config_from_edm_kwargs(kwargs, path)

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import DraError
-from .songunet import EDMDenoiser
+from dra_pipeline.errors import DraError
+from dra_pipeline.teachers.songunet import EDMDenoiser
 
 try:
     from numpy._core.multiarray import scalar as _np_scalar
@@ -210,7 +210,7 @@ def _collect_state(node: PickledObject, prefix: str, out: dict[str, Tensor], whe
 
 def convert_pickle_to_safetensors(pkl: Path, out: Path) -> None:
     """Write the EMA network of EDM pickle `pkl` to `out` (.safetensors, config in its metadata); never overwrites."""
-    from .edm import config_from_edm_kwargs, file_sha256, load_strict, save_safetensors
+    from dra_pipeline.teachers.edm import config_from_edm_kwargs, file_sha256, load_strict, save_safetensors
 
     pkl, out = Path(pkl), Path(out)
     if out.suffix != ".safetensors":

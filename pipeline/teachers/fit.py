@@ -22,11 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..atomic import atomic_write, atomic_write_text
-from ..data.indexed import IndexedImages
-from ..errors import DraError
-from .edm import save_safetensors
-from .songunet import EDMDenoiser, SongUNetConfig
+from dra_pipeline.atomic import atomic_write, atomic_write_text
+from dra_pipeline.data.indexed import IndexedImages
+from dra_pipeline.errors import DraError
+from dra_pipeline.teachers.edm import save_safetensors
+from dra_pipeline.teachers.songunet import EDMDenoiser, SongUNetConfig
 
 # Networks `teacher fit` can build; resolution, channels and classes come from the data.
 NETWORKS = {

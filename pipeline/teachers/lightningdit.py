@@ -34,12 +34,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import DraError
-from .base import Teacher, TeacherSpec
-from .diffusers_teachers import folder_sha256
-from .edm import load_strict
-from .registry import register_teacher
-from .vavae import F16D32, VAEEncoder, VAEEncoderConfig, load_latent_stats, load_vae_encoder, read_torch_file
+from dra_pipeline.errors import DraError
+from dra_pipeline.teachers.base import Teacher, TeacherSpec
+from dra_pipeline.teachers.diffusers_teachers import folder_sha256
+from dra_pipeline.teachers.edm import load_strict
+from dra_pipeline.teachers.registry import register_teacher
+from dra_pipeline.teachers.vavae import (
+    F16D32,
+    VAEEncoder,
+    VAEEncoderConfig,
+    load_latent_stats,
+    load_vae_encoder,
+    read_torch_file,
+)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.indexed import IndexedImages
-from ..errors import DraError
-from .base import Teacher
+from dra_pipeline.data.indexed import IndexedImages
+from dra_pipeline.errors import DraError
+from dra_pipeline.teachers.base import Teacher
 
 # Ordinary channels stay within a few times the median (edm-fmnist's 7x7 decoder: the largest at 1.9x; the random
 # tiny teachers: under 5x); massive activations (Sun et al. 2024) sit orders of magnitude above it. 20x lies far

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.indexed import IndexedImages
-from ..errors import DraError
-from .base import Teacher
+from dra_pipeline.data.indexed import IndexedImages
+from dra_pipeline.errors import DraError
+from dra_pipeline.teachers.base import Teacher
 
 PROBE_WEIGHT_DECAY = 1e-3  # L2 on the weights of standardised features, added to the mean cross-entropy
 PROBE_MAX_ITER = 500  # cap on L-BFGS iterations; its own tolerances usually end the (convex) fit first

@@ -6,8 +6,8 @@ import difflib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..errors import DraError
-from .base import Teacher, TeacherSpec
+from dra_pipeline.errors import DraError
+from dra_pipeline.teachers.base import Teacher, TeacherSpec
 
 _REGISTRY: dict[str, tuple[TeacherSpec, Callable[..., Teacher]]] = {}
 

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import DraError
-from .edm import load_strict
+from dra_pipeline.errors import DraError
+from dra_pipeline.teachers.edm import load_strict
 
 
 @dataclass(frozen=True)
