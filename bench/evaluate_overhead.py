@@ -50,8 +50,10 @@ def main() -> None:
 
     print(f"machine: {describe_machine()}, torch threads {torch.get_num_threads()}")
     print(f"model {args.checkpoint}, first {args.n} test images of its dataset")
-    print(f"AutoAttack standard Linf at the run's eps, seed {args.seed}, batch {args.batch_size}, {args.device}, "
-          f"{args.reps} reps per side, each in a fresh process")  # fmt: skip
+    print(
+        f"AutoAttack standard Linf at the run's eps, seed {args.seed}, batch {args.batch_size}, {args.device}, "
+        f"{args.reps} reps per side, each in a fresh process"
+    )
     times: dict[str, list[float]] = {"bare": [], "ours": []}
     cpu: dict[str, list[float]] = {"bare": [], "ours": []}
     robust: dict[str, np.ndarray] = {}
@@ -69,20 +71,29 @@ def main() -> None:
             if side in robust and not np.array_equal(robust[side], flags):
                 print(f"warning: {side} gave different points in repetition {rep}")
             robust[side] = flags
-            print(f"  rep {rep} {side:4s} {result['wall_s']:8.1f} s wall {result['cpu_s']:8.1f} s CPU  "
-                  f"robust {flags.mean():.4f}", flush=True)  # fmt: skip
+            print(
+                f"  rep {rep} {side:4s} {result['wall_s']:8.1f} s wall {result['cpu_s']:8.1f} s CPU  "
+                f"robust {flags.mean():.4f}",
+                flush=True,
+            )
 
     ratio = sum(times["ours"]) / sum(times["bare"])
     cpu_ratio = sum(cpu["ours"]) / sum(cpu["bare"])
     same = np.array_equal(robust["bare"], robust["ours"])
     for side, name in (("bare", "bare pyautoattack"), ("ours", "our path")):
         walls, cpus = ", ".join(f"{t:.1f}" for t in times[side]), ", ".join(f"{t:.1f}" for t in cpu[side])
-        print(f"{name + ':':18s} wall {walls} s (mean {np.mean(times[side]):.1f}), "
-              f"CPU {cpus} s (mean {np.mean(cpu[side]):.1f})")  # fmt: skip
-    print(f"ours / bare wall time: {ratio:.3f} (target <= 1.05: {'met' if ratio <= 1.05 else 'NOT met'}); "
-          f"CPU time: {cpu_ratio:.3f}")  # fmt: skip
-    print(f"robust accuracy: bare {robust['bare'].mean():.4f}, ours {robust['ours'].mean():.4f} "
-          f"({int(robust['ours'].sum())}/{args.n}); identical point by point: {'yes' if same else 'NO'}")  # fmt: skip
+        print(
+            f"{name + ':':18s} wall {walls} s (mean {np.mean(times[side]):.1f}), "
+            f"CPU {cpus} s (mean {np.mean(cpu[side]):.1f})"
+        )
+    print(
+        f"ours / bare wall time: {ratio:.3f} (target <= 1.05: {'met' if ratio <= 1.05 else 'NOT met'}); "
+        f"CPU time: {cpu_ratio:.3f}"
+    )
+    print(
+        f"robust accuracy: bare {robust['bare'].mean():.4f}, ours {robust['ours'].mean():.4f} "
+        f"({int(robust['ours'].sum())}/{args.n}); identical point by point: {'yes' if same else 'NO'}"
+    )
 
 
 def timed_run(args) -> None:
@@ -99,8 +110,14 @@ def timed_run(args) -> None:
     loaded = load_classifier(args.checkpoint, args.device)
     info, model = loaded.info, loaded.model
     eps = info["eps"]
-    points = load_points(info["dataset"], "test", args.n, data_dir=args.data_dir, image_size=info.get("image_size"),
-                         channels=info["in_channels"])  # fmt: skip
+    points = load_points(
+        info["dataset"],
+        "test",
+        args.n,
+        data_dir=args.data_dir,
+        image_size=info.get("image_size"),
+        channels=info["in_channels"],
+    )
     x, y = points.images, points.labels
 
     def bare() -> np.ndarray:
@@ -110,10 +127,20 @@ def timed_run(args) -> None:
 
     def ours() -> np.ndarray:
         with tempfile.TemporaryDirectory() as tmp:
-            done = evaluate_checkpoint(Path(args.checkpoint), attacks=list(AUTOATTACK_STANDARD), norm="Linf", eps=None,
-                                       n=args.n, split="test", batch_size=args.batch_size, seed=args.seed,
-                                       device=torch.device(args.device), out=Path(tmp) / "report.json",
-                                       data_dir=args.data_dir, echo=lambda line: None)  # fmt: skip
+            done = evaluate_checkpoint(
+                Path(args.checkpoint),
+                attacks=list(AUTOATTACK_STANDARD),
+                norm="Linf",
+                eps=None,
+                n=args.n,
+                split="test",
+                batch_size=args.batch_size,
+                seed=args.seed,
+                device=torch.device(args.device),
+                out=Path(tmp) / "report.json",
+                data_dir=args.data_dir,
+                echo=lambda line: None,
+            )
             return done.evaluation.worst.robust
 
     t0, c0 = time.perf_counter(), time.process_time()

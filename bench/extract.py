@@ -61,8 +61,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         dim = teacher(imgs[:1], labels[:1], rows[:1]).shape[-1]
-        store = FeatureStore.create(Path(tmp) / "bench.zarr", sources=images.describe(), labels=images.labels[rows],
-                                    views=views, dim=dim, meta=teacher.provenance(views), limit=len(rows))  # fmt: skip
+        store = FeatureStore.create(
+            Path(tmp) / "bench.zarr",
+            sources=images.describe(),
+            labels=images.labels[rows],
+            views=views,
+            dim=dim,
+            meta=teacher.provenance(views),
+            limit=len(rows),
+        )
         start = time.perf_counter()
         extract(teacher, images, store, views=views, batch_size=args.batch_size, autocast=autocast)
         staged = len(rows) / (time.perf_counter() - start)

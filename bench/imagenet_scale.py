@@ -47,8 +47,11 @@ def extraction(args, device: torch.device, tmp: Path) -> None:
     from dra_pipeline.teachers.vavae import VAEEncoder
 
     rng = np.random.default_rng(0)
-    np.savez(tmp / "images.npz", image=rng.integers(0, 256, (args.rows, 256, 256, 3), dtype=np.uint8),
-             label=rng.integers(0, 1000, args.rows))  # fmt: skip
+    np.savez(
+        tmp / "images.npz",
+        image=rng.integers(0, 256, (args.rows, 256, 256, 3), dtype=np.uint8),
+        label=rng.integers(0, 1000, args.rows),
+    )
     images = IndexedImages([open_source(str(tmp / "images.npz"))])
     torch.manual_seed(0)
     with torch.device(device):
@@ -68,8 +71,15 @@ def extraction(args, device: torch.device, tmp: Path) -> None:
             teacher(pixels[a : a + bs], labels[a : a + bs], rows[a : a + bs]).cpu()
         sync(device)
         bare, bare_mem = args.rows / (time.perf_counter() - start), peak_gib(device)
-    store = FeatureStore.create(tmp / "s.zarr", sources=images.describe(), labels=images.labels, views=("clean",),
-                                dim=1152, meta=teacher.provenance(("clean",)), rows_per_shard=bs * 4)  # fmt: skip
+    store = FeatureStore.create(
+        tmp / "s.zarr",
+        sources=images.describe(),
+        labels=images.labels,
+        views=("clean",),
+        dim=1152,
+        meta=teacher.provenance(("clean",)),
+        rows_per_shard=bs * 4,
+    )
     reset(device)
     start = time.perf_counter()
     extract(teacher, images, store, views=("clean",), batch_size=bs, autocast=autocast)
@@ -97,8 +107,13 @@ def training_step(args, device: torch.device) -> None:
     state = build_state(cfg, model, 1152, total_steps=100, model_info={})
     state.head.to(device)
     n = args.student_batch
-    batch = Batch(torch.rand(n, 3, 224, 224), torch.randint(0, 1000, (n,)), np.arange(n), torch.randn(n, 1152),
-                  np.zeros(n, dtype=bool))  # fmt: skip
+    batch = Batch(
+        torch.rand(n, 3, 224, 224),
+        torch.randint(0, 1000, (n,)),
+        np.arange(n),
+        torch.randn(n, 1152),
+        np.zeros(n, dtype=bool),
+    )
     dist = Dist(device=device)
     training_step(cfg, state, model.train(), batch, step=0, dist=dist)  # warm-up
     reset(device)
@@ -110,9 +125,11 @@ def training_step(args, device: torch.device) -> None:
         times.append(time.perf_counter() - start)
     params = sum(p.numel() for p in model.parameters())
     median = float(np.median(times))
-    print(f"ConvNeXt-B ({params / 1e6:.1f} M) TRADES-{cfg.attack.steps} + DRA step, 224 px, batch {n}, Lion, "
-          f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}: {median:.3f} s/step = {n / median:.1f} img/s, "
-          f"peak {peak_gib(device):.2f} GiB, loss {metrics['loss']:.3f}")  # fmt: skip
+    print(
+        f"ConvNeXt-B ({params / 1e6:.1f} M) TRADES-{cfg.attack.steps} + DRA step, 224 px, batch {n}, Lion, "
+        f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}: {median:.3f} s/step = {n / median:.1f} img/s, "
+        f"peak {peak_gib(device):.2f} GiB, loss {metrics['loss']:.3f}"
+    )
 
 
 def main() -> None:

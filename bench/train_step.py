@@ -45,12 +45,18 @@ def setup(args, mode: str):
     store = FeatureStore.open(args.features)
     images = IndexedImages([open_source(SourceSpec.from_dict(s)) for s in store.sources])
     real = images.sources[0]
-    plan = BatchPlan(np.arange(len(real)), np.arange(len(real), len(images)), batch_size=cfg.train.batch_size,
-                     synthetic_fraction=cfg.data.synthetic_fraction if len(images.sources) > 1 else 0.0,
-                     steps_per_epoch=args.steps + args.warmup, seed=0)  # fmt: skip
+    plan = BatchPlan(
+        np.arange(len(real)),
+        np.arange(len(real), len(images)),
+        batch_size=cfg.train.batch_size,
+        synthetic_fraction=cfg.data.synthetic_fraction if len(images.sources) > 1 else 0.0,
+        steps_per_epoch=args.steps + args.warmup,
+        seed=0,
+    )
     use_store = mode == "cached"
-    loader = BatchLoader(plan, images, store=store if use_store else None, padding=cfg.data.crop_padding,
-                         flip=cfg.data.flip)  # fmt: skip
+    loader = BatchLoader(
+        plan, images, store=store if use_store else None, padding=cfg.data.crop_padding, flip=cfg.data.flip
+    )
     if use_store:
         store.read(np.arange(1))  # load the store into RAM outside the timing, as train does at its first batch
     torch.manual_seed(0)
@@ -93,8 +99,16 @@ def timed(args, modes: list[str]) -> dict:
                 times[m].append(time.perf_counter() - start)
                 waits[m] += loader.wait_seconds - wait_before
     first = runs[modes[0]][0]
-    return {m: {"median_s": float(np.median(times[m])), "wait_s": waits[m], "total_s": float(np.sum(times[m])),
-                "batch": first.train.batch_size, "model": first.model.name} for m in modes}  # fmt: skip
+    return {
+        m: {
+            "median_s": float(np.median(times[m])),
+            "wait_s": waits[m],
+            "total_s": float(np.sum(times[m])),
+            "batch": first.train.batch_size,
+            "model": first.model.name,
+        }
+        for m in modes
+    }
 
 
 def peak_memory(args, mode: str) -> int:
@@ -138,8 +152,10 @@ def main() -> None:
             sys.exit(f"{mode} failed:\n{out.stderr[-3000:]}")
         results[mode].update(json.loads(out.stdout.strip().splitlines()[-1]))
     first = next(iter(results.values()))
-    print(f"model {first['model']}, batch {first['batch']}, {args.steps} timed steps after {args.warmup} warm-up, "
-          f"{args.device}, store {args.features}")  # fmt: skip
+    print(
+        f"model {first['model']}, batch {first['batch']}, {args.steps} timed steps after {args.warmup} warm-up, "
+        f"{args.device}, store {args.features}"
+    )
     unit = "GiB GPU allocated" if args.device.startswith("cuda") else "GiB max RSS"
     print(f"{'mode':<8} {'median step s':>14} {'wait / step':>12} {'peak ' + unit:>24}")
     for mode, r in results.items():

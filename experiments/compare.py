@@ -52,8 +52,9 @@ def jobs(args) -> list[dict]:
     methods = [(m, f, args.weight if dra else 0.0) for m, f, dra in METHODS]
     # seed-major order: an experiment stopped part-way has every method at its first seeds
     out = [dict(method=m, fraction=f, weight=w, seed=s) for s in args.seeds for m, f, w in methods]
-    out += [dict(method="dmat-dra", fraction=DMAT_FRACTION, weight=w, seed=s) for s in args.sweep_seeds
-            for w in args.sweep]  # fmt: skip
+    out += [
+        dict(method="dmat-dra", fraction=DMAT_FRACTION, weight=w, seed=s) for s in args.sweep_seeds for w in args.sweep
+    ]
     for j in out:
         j["name"] = f"{j['method']}-l{j['weight']:g}-s{j['seed']}"
     return out
@@ -61,22 +62,70 @@ def jobs(args) -> list[dict]:
 
 def train_and_evaluate(job: dict, args) -> None:
     run_dir = args.root / job["name"]
-    run(CLI + ["train", "--features", str(args.store), "--config", args.config, "--out", str(run_dir),
-               "--lambda", str(job["weight"]), "--set", f"data.synthetic_fraction={job['fraction']}",
-               "--set", f"train.seed={job['seed']}", "--set", f"train.device={args.device}",
-               *[a for kv in args.set for a in ("--set", kv)]],
-        args.root / "logs" / f"{job['name']}.train.log")  # fmt: skip
+    run(
+        CLI
+        + [
+            "train",
+            "--features",
+            str(args.store),
+            "--config",
+            args.config,
+            "--out",
+            str(run_dir),
+            "--lambda",
+            str(job["weight"]),
+            "--set",
+            f"data.synthetic_fraction={job['fraction']}",
+            "--set",
+            f"train.seed={job['seed']}",
+            "--set",
+            f"train.device={args.device}",
+            *[a for kv in args.set for a in ("--set", kv)],
+        ],
+        args.root / "logs" / f"{job['name']}.train.log",
+    )
     if not (run_dir / "report.json").is_file():
-        run(CLI + ["evaluate", "--run", str(run_dir), "--n", str(args.n), "--seed", "0", "--batch-size",
-                   str(args.eval_batch), "--device", args.device, "--attack", args.attack],
-            args.root / "logs" / f"{job['name']}.evaluate.log")  # fmt: skip
+        run(
+            CLI
+            + [
+                "evaluate",
+                "--run",
+                str(run_dir),
+                "--n",
+                str(args.n),
+                "--seed",
+                "0",
+                "--batch-size",
+                str(args.eval_batch),
+                "--device",
+                args.device,
+                "--attack",
+                args.attack,
+            ],
+            args.root / "logs" / f"{job['name']}.evaluate.log",
+        )
 
 
 def analyze(job: dict, args) -> None:
     run_dir = args.root / job["name"]
     if not (run_dir / "analysis" / "analysis.json").is_file():
-        run(CLI + ["analyze", "--run", str(run_dir), "--features", str(args.store), "--n", "1000", "--seed", "0",
-                   "--device", args.device], args.root / "logs" / f"{job['name']}.analyze.log")  # fmt: skip
+        run(
+            CLI
+            + [
+                "analyze",
+                "--run",
+                str(run_dir),
+                "--features",
+                str(args.store),
+                "--n",
+                "1000",
+                "--seed",
+                "0",
+                "--device",
+                args.device,
+            ],
+            args.root / "logs" / f"{job['name']}.analyze.log",
+        )
 
 
 def first_seed_runs(all_jobs: list[dict], args) -> list[dict]:
@@ -108,15 +157,23 @@ def representation_table(pairs: list[tuple[dict, dict]]) -> list[str]:
         ("clean / PGD-20 accuracy, % (n=1000)", lambda r, a: pair((100 * a["clean"], 100 * a["pgd"]), ".1f")),
         ("alignment, clean vs PGD (lower: closer)", lambda r, a: f"{r[au]['classifier']['alignment']:.3f}"),
         ("uniformity (lower: more spread)", lambda r, a: f"{r[au]['classifier']['uniformity']:.3f}"),
-        ("CLS-95 / CLS-99 / robust-95 (of 200)",
-         lambda r, a: pair((r["cls-dim"][k] for k in ("cls_95", "cls_99", "robust_95")), "d")),
-        ("CKNNA with the teacher, clean / PGD (k=10)",
-         lambda r, a: pair((r["cknna"]["cknna"][k] for k in ("classifier (clean)", "classifier (PGD)")), ".3f")),
-        ("SAE normalised MSE at k=8, clean / PGD",
-         lambda r, a: pair((sae8(r, "test clean"), sae8(r, "test PGD")), ".4f")),
-        ("high-frequency share of PGD perturbations (> 0.25 cycles/px)",
-         lambda r, a: f"{r['frequency'][pgd_share]['high_frequency_share_above_0.25']:.3f}"),
-    ]  # fmt: skip
+        (
+            "CLS-95 / CLS-99 / robust-95 (of 200)",
+            lambda r, a: pair((r["cls-dim"][k] for k in ("cls_95", "cls_99", "robust_95")), "d"),
+        ),
+        (
+            "CKNNA with the teacher, clean / PGD (k=10)",
+            lambda r, a: pair((r["cknna"]["cknna"][k] for k in ("classifier (clean)", "classifier (PGD)")), ".3f"),
+        ),
+        (
+            "SAE normalised MSE at k=8, clean / PGD",
+            lambda r, a: pair((sae8(r, "test clean"), sae8(r, "test PGD")), ".4f"),
+        ),
+        (
+            "high-frequency share of PGD perturbations (> 0.25 cycles/px)",
+            lambda r, a: f"{r['frequency'][pgd_share]['high_frequency_share_above_0.25']:.3f}",
+        ),
+    ]
     lines = ["| analysis | " + " | ".join(j["method"] for j, _ in pairs) + " |", "|---|" + "---:|" * len(pairs)]
     for label, cell in rows:
         lines.append(f"| {label} | " + " | ".join(cell(d["results"], d["accuracy"]) for _, d in pairs) + " |")
@@ -147,8 +204,11 @@ def dra_effect(rows: list[dict], robust_flags: dict, weight: float) -> list[str]
     """DRA's effect paired by training seed: (AT + DRA) - AT and (DM-AT + DRA) - DM-AT at lambda `weight`, in
     percentage points, with the test points robust under one model of the pair only (same points, same attack)."""
     by_key = {(r["method"], r["weight"], r["seed"]): r for r in rows}
-    lines = ["| comparison | seeds | clean diff (pp) | AutoAttack diff (pp) | AutoAttack diff per seed (pp) | "
-             "points robust only with DRA / only without |", "|---|---|---:|---:|---|---|"]  # fmt: skip
+    lines = [
+        "| comparison | seeds | clean diff (pp) | AutoAttack diff (pp) | AutoAttack diff per seed (pp) | "
+        "points robust only with DRA / only without |",
+        "|---|---|---:|---:|---|---|",
+    ]
     for base in ("at", "dmat"):
         pairs = [
             (r, by_key[(f"{base}-dra", weight, r["seed"])])
@@ -167,9 +227,11 @@ def dra_effect(rows: list[dict], robust_flags: dict, weight: float) -> list[str]
             for b, d in pairs
         ]
         clean_cell, robust_cell = (mean_std(*mean_and_std(v)) for v in (clean, robust))
-        lines.append(f"| {base}-dra - {base} | {','.join(str(b['seed']) for b, _ in pairs)} | {clean_cell} | "
-                     f"{robust_cell} | {', '.join(f'{100 * v:+.2f}' for v in robust)} | "
-                     f"{', '.join(f'{a} / {b}' for a, b in only)} |")  # fmt: skip
+        lines.append(
+            f"| {base}-dra - {base} | {','.join(str(b['seed']) for b, _ in pairs)} | {clean_cell} | "
+            f"{robust_cell} | {', '.join(f'{100 * v:+.2f}' for v in robust)} | "
+            f"{', '.join(f'{a} / {b}' for a, b in only)} |"
+        )
     return lines if len(lines) > 2 else []
 
 
@@ -180,8 +242,15 @@ def summarise(all_jobs: list[dict], args) -> None:
         if not path.is_file():
             continue  # with --summary: a run not yet evaluated
         report = json.loads(path.read_text())
-        rows.append({**j, "clean": report["clean"]["accuracy"], "robust": report["robust"]["accuracy"],
-                     "n": report["robust"]["n"], "wall_s": report.get("wall_s")})  # fmt: skip
+        rows.append(
+            {
+                **j,
+                "clean": report["clean"]["accuracy"],
+                "robust": report["robust"]["accuracy"],
+                "n": report["robust"]["n"],
+                "wall_s": report.get("wall_s"),
+            }
+        )
         robust_flags[j["name"]] = point_flags(report, "robust")
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -190,23 +259,43 @@ def summarise(all_jobs: list[dict], args) -> None:
     table = []
     for (method, weight), rs in groups.items():
         (cm, cs), (rm, rsd) = mean_and_std([r["clean"] for r in rs]), mean_and_std([r["robust"] for r in rs])
-        table.append({"method": method, "lambda": weight, "seeds": [r["seed"] for r in rs], "n": rs[0]["n"],
-                      "clean_mean": cm, "clean_std": cs, "autoattack_mean": rm, "autoattack_std": rsd})  # fmt: skip
+        table.append(
+            {
+                "method": method,
+                "lambda": weight,
+                "seeds": [r["seed"] for r in rs],
+                "n": rs[0]["n"],
+                "clean_mean": cm,
+                "clean_std": cs,
+                "autoattack_mean": rm,
+                "autoattack_std": rsd,
+            }
+        )
     (args.root / "results.json").write_text(json.dumps({"runs": rows, "table": table}, indent=2))
     lines = [f"| method | lambda | seeds | clean (%) | {args.attack} (%) | n |", "|---|---:|---|---:|---:|---:|"]
     for t in table:
-        lines.append(f"| {t['method']} | {t['lambda']:g} | {','.join(map(str, t['seeds']))} | "
-                     f"{mean_std(t['clean_mean'], t['clean_std'])} | "
-                     f"{mean_std(t['autoattack_mean'], t['autoattack_std'])} | {t['n']} |")  # fmt: skip
+        lines.append(
+            f"| {t['method']} | {t['lambda']:g} | {','.join(map(str, t['seeds']))} | "
+            f"{mean_std(t['clean_mean'], t['clean_std'])} | "
+            f"{mean_std(t['autoattack_mean'], t['autoattack_std'])} | {t['n']} |"
+        )
     lines.append(f"\n{len(rows)} of {len(all_jobs)} runs evaluated.")
     effect = dra_effect(rows, robust_flags, args.weight)
     if effect:
-        lines += ["", f"DRA's effect at lambda {args.weight:g}, paired by training seed (mean +- std over seeds):",
-                  "", *effect]  # fmt: skip
+        lines += [
+            "",
+            f"DRA's effect at lambda {args.weight:g}, paired by training seed (mean +- std over seeds):",
+            "",
+            *effect,
+        ]
     pairs = analysed(all_jobs, args)
     if pairs:
-        lines += ["", f"Representations (seed {pairs[0][0]['seed']}, `analyze --n 1000`):", "",
-                  *representation_table(pairs)]  # fmt: skip
+        lines += [
+            "",
+            f"Representations (seed {pairs[0][0]['seed']}, `analyze --n 1000`):",
+            "",
+            *representation_table(pairs),
+        ]
         figures_page(pairs, args)
     (args.root / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -242,12 +331,44 @@ def main() -> None:
     if args.summary:
         return summarise(jobs(args), args)
     if not synthetic.is_file():
-        run(CLI + ["generate", "--teacher", "edm-fmnist", "--count", str(args.synthetic), "--out", str(synthetic),
-                   "--seed", "0", "--batch-size", "2000" if args.device != "cpu" else "200", "--device", args.device],
-            args.root / "logs" / "generate.log")  # fmt: skip
-    run(CLI + ["extract", "--teacher", "edm-fmnist", "--synthetic", str(synthetic), "--out", str(args.store),
-               "--views", "clean,flip", "--batch-size", "1024", "--device", args.device],
-        args.root / "logs" / "extract.log")  # fmt: skip
+        run(
+            CLI
+            + [
+                "generate",
+                "--teacher",
+                "edm-fmnist",
+                "--count",
+                str(args.synthetic),
+                "--out",
+                str(synthetic),
+                "--seed",
+                "0",
+                "--batch-size",
+                "2000" if args.device != "cpu" else "200",
+                "--device",
+                args.device,
+            ],
+            args.root / "logs" / "generate.log",
+        )
+    run(
+        CLI
+        + [
+            "extract",
+            "--teacher",
+            "edm-fmnist",
+            "--synthetic",
+            str(synthetic),
+            "--out",
+            str(args.store),
+            "--views",
+            "clean,flip",
+            "--batch-size",
+            "1024",
+            "--device",
+            args.device,
+        ],
+        args.root / "logs" / "extract.log",
+    )
     all_jobs = jobs(args)
     print(f"{len(all_jobs)} runs, {args.parallel} at a time, on {args.device}", flush=True)
     with ThreadPoolExecutor(args.parallel) as pool:

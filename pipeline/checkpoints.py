@@ -46,8 +46,9 @@ def load_classifier(checkpoint: str | Path, device: str | torch.device = "cpu") 
     if not isinstance(saved, dict) or "ema" not in saved or "model_info" not in saved:
         raise DraError(f"{path}: not a dra-pipeline training checkpoint (needs 'ema' and 'model_info')")
     info = saved["model_info"]
-    model = create_model(info["name"], dataset=info["dataset"], num_classes=info["num_classes"],
-                         in_channels=info["in_channels"])  # fmt: skip
+    model = create_model(
+        info["name"], dataset=info["dataset"], num_classes=info["num_classes"], in_channels=info["in_channels"]
+    )
     try:
         model.load_state_dict(saved["ema"])
     except RuntimeError as e:

@@ -39,14 +39,31 @@ def uniform_start(eps: float, generator: torch.Generator | None, part: tuple[int
 
 
 # ---- TRADES (Zhang et al. 2019, eq. 5) as in DM-AT: KL attack from x + U(-eps, eps), label smoothing ----------
-def trades(model: Classifier, x: Tensor, y: Tensor, *, eps: float, step: float, steps: int, beta: float,
-           label_smoothing: float, generator: torch.Generator | None = None,
-           part: tuple[int, int] = (0, 1)) -> StepOutput:  # fmt: skip
+def trades(
+    model: Classifier,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    step: float,
+    steps: int,
+    beta: float,
+    label_smoothing: float,
+    generator: torch.Generator | None = None,
+    part: tuple[int, int] = (0, 1),
+) -> StepOutput:
     """CE_smooth(f(x), y) + beta * KL(f(x_adv) || f(x)) / N, x_adv from `steps` sign-gradient steps on the KL."""
     with torch.no_grad(), frozen_bn_stats(model):
         p_clean = F.softmax(model(x), dim=1)
-    x_adv = pgd_linf(model, x, lambda logits: F.kl_div(F.log_softmax(logits, 1), p_clean, reduction="sum"),
-                     eps=eps, step=step, steps=steps, random_start=uniform_start(eps, generator, part))  # fmt: skip
+    x_adv = pgd_linf(
+        model,
+        x,
+        lambda logits: F.kl_div(F.log_softmax(logits, 1), p_clean, reduction="sum"),
+        eps=eps,
+        step=step,
+        steps=steps,
+        random_start=uniform_start(eps, generator, part),
+    )
     logits_clean = model(x)
     logits_adv, features_adv = model.forward_with_features(x_adv)
     natural = F.cross_entropy(logits_clean, y, label_smoothing=label_smoothing)
@@ -55,15 +72,33 @@ def trades(model: Classifier, x: Tensor, y: Tensor, *, eps: float, step: float, 
 
 
 # ---- PGD-AT (Madry et al. 2018): cross-entropy on the worst case found by PGD --------------------------------
-def pgd_at(model: Classifier, x: Tensor, y: Tensor, *, eps: float, step: float, steps: int, label_smoothing: float,
-           generator: torch.Generator | None = None, part: tuple[int, int] = (0, 1)) -> StepOutput:  # fmt: skip
-    x_adv = pgd_linf(model, x, lambda logits: F.cross_entropy(logits, y), eps=eps, step=step, steps=steps,
-                     random_start=uniform_start(eps, generator, part))  # fmt: skip
+def pgd_at(
+    model: Classifier,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    step: float,
+    steps: int,
+    label_smoothing: float,
+    generator: torch.Generator | None = None,
+    part: tuple[int, int] = (0, 1),
+) -> StepOutput:
+    x_adv = pgd_linf(
+        model,
+        x,
+        lambda logits: F.cross_entropy(logits, y),
+        eps=eps,
+        step=step,
+        steps=steps,
+        random_start=uniform_start(eps, generator, part),
+    )
     logits_adv, features_adv = model.forward_with_features(x_adv)
     with torch.no_grad(), frozen_bn_stats(model):
         logits_clean = model(x)
-    return StepOutput(F.cross_entropy(logits_adv, y, label_smoothing=label_smoothing), logits_clean, logits_adv,
-                      features_adv)  # fmt: skip
+    return StepOutput(
+        F.cross_entropy(logits_adv, y, label_smoothing=label_smoothing), logits_clean, logits_adv, features_adv
+    )
 
 
 # ---- DRA ---------------------------------------------------------------------------------------------------------
@@ -72,8 +107,9 @@ class ProjectionHead(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int = 2048):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                 nn.Linear(hidden, out_dim))  # fmt: skip
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, out_dim)
+        )
 
     def forward(self, features: Tensor) -> Tensor:
         return self.net(features)

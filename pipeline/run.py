@@ -31,8 +31,10 @@ class RunDir:
             recorded = yaml.safe_load(cfg_path.read_text())
             if recorded != json.loads(json.dumps(config)):
                 diff = sorted(k for k in _flat(config) if _flat(recorded).get(k) != _flat(config)[k])
-                raise DraError(f"{self.path} holds a run with a different config ({', '.join(diff[:5])}); "
-                               "rerun with the same settings to resume, or choose another --out")  # fmt: skip
+                raise DraError(
+                    f"{self.path} holds a run with a different config ({', '.join(diff[:5])}); "
+                    "rerun with the same settings to resume, or choose another --out"
+                )
             return resume and (self.path / "last.pt").exists()
         if self.path.exists() and any(self.path.iterdir()):
             raise DraError(f"{self.path} exists and is not a run directory (no config.yaml); choose another --out")
@@ -61,8 +63,9 @@ def environment() -> dict:
     from dra_pipeline import __version__
 
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return {
@@ -107,8 +110,10 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
     if device.type == "cpu":
         torch.set_flush_denormal(True)
     if cfg.train.batch_size % dist.world:
-        raise DraError(f"train.batch_size {cfg.train.batch_size} is the global batch: it must divide evenly over "
-                       f"{dist.world} processes")  # fmt: skip
+        raise DraError(
+            f"train.batch_size {cfg.train.batch_size} is the global batch: it must divide evenly over "
+            f"{dist.world} processes"
+        )
     store = None
     if features is not None:
         store = FeatureStore.open(features)
@@ -137,24 +142,50 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
     if use_dra and store is None:
         raise DraError("DRA needs teacher features: pass --features STORE (from `extract`), or use --lambda 0")
     steps_per_epoch = -(-(cfg.data.epoch_images or len(real_rows)) // cfg.train.batch_size)
-    plan = BatchPlan(real_rows, synthetic_rows, batch_size=cfg.train.batch_size,
-                     synthetic_fraction=cfg.data.synthetic_fraction, steps_per_epoch=steps_per_epoch,
-                     seed=cfg.train.seed)  # fmt: skip
-    loader = BatchLoader(plan, images, store=store if use_dra else None, view=cfg.dra.view,
-                         padding=cfg.data.crop_padding, flip=cfg.data.flip, crop_size=cfg.data.crop_size,
-                         rank=dist.rank, world=dist.world, workers=cfg.data.workers)  # fmt: skip
+    plan = BatchPlan(
+        real_rows,
+        synthetic_rows,
+        batch_size=cfg.train.batch_size,
+        synthetic_fraction=cfg.data.synthetic_fraction,
+        steps_per_epoch=steps_per_epoch,
+        seed=cfg.train.seed,
+    )
+    loader = BatchLoader(
+        plan,
+        images,
+        store=store if use_dra else None,
+        view=cfg.dra.view,
+        padding=cfg.data.crop_padding,
+        flip=cfg.data.flip,
+        crop_size=cfg.data.crop_size,
+        rank=dist.rank,
+        world=dist.world,
+        workers=cfg.data.workers,
+    )
 
     torch.manual_seed(cfg.train.seed)
     h, w, c = images.image_shape
     h, w = (cfg.data.crop_size, cfg.data.crop_size) if cfg.data.crop_size else (h, w)
-    model_info = {"name": cfg.model.name, "dataset": dataset, "num_classes": real.num_classes, "in_channels": c,
-                  "image_size": [h, w], "eps": cfg.attack.eps}  # fmt: skip
-    model = create_model(cfg.model.name, dataset=dataset, num_classes=real.num_classes, in_channels=c,
-                         checkpoint=cfg.model.checkpoint or None).to(device)  # fmt: skip
+    model_info = {
+        "name": cfg.model.name,
+        "dataset": dataset,
+        "num_classes": real.num_classes,
+        "in_channels": c,
+        "image_size": [h, w],
+        "eps": cfg.attack.eps,
+    }
+    model = create_model(
+        cfg.model.name,
+        dataset=dataset,
+        num_classes=real.num_classes,
+        in_channels=c,
+        checkpoint=cfg.model.checkpoint or None,
+    ).to(device)
     if channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
-    state = build_state(cfg, model, store.layout.dim if use_dra else None, cfg.train.epochs * steps_per_epoch,
-                        model_info=model_info)  # fmt: skip
+    state = build_state(
+        cfg, model, store.layout.dim if use_dra else None, cfg.train.epochs * steps_per_epoch, model_info=model_info
+    )
     if state.head is not None:
         state.head.to(device)
     run = RunDir(out)
@@ -167,8 +198,10 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
         saved = run.load("last.pt", device)
         head = saved["head"]
         if head is not None and use_dra and head["net.4.weight"].shape[0] != store.layout.dim:
-            raise DraError(f"{out}: the DRA head was trained for {head['net.4.weight'].shape[0]}-d features but "
-                           f"{features} holds {store.layout.dim}-d features; use the original store")  # fmt: skip
+            raise DraError(
+                f"{out}: the DRA head was trained for {head['net.4.weight'].shape[0]}-d features but "
+                f"{features} holds {store.layout.dim}-d features; use the original store"
+            )
         state.load_state_dict(saved)
         if dist.rank == 0:
             echo(f"resuming {out} after epoch {state.epoch}")
@@ -181,14 +214,25 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
     total = (cfg.train.epochs - state.epoch) * steps_per_epoch
     with tqdm(total=total, desc="train", unit="step", mininterval=2, disable=dist.rank != 0) as bar:
         try:
-            train(cfg, state, loader, run, val=val, dist=dist, model=step_model, progress=bar.update,
-                  log=tqdm.write, online_targets=online)  # fmt: skip
+            train(
+                cfg,
+                state,
+                loader,
+                run,
+                val=val,
+                dist=dist,
+                model=step_model,
+                progress=bar.update,
+                log=tqdm.write,
+                online_targets=online,
+            )
             barrier(dist)
         finally:
             teardown(dist)
     if dist.rank == 0:
-        echo(f"done: {out} (best EMA validation PGD-{cfg.attack.val_steps} accuracy {state.best_robust:.3f}, "
-             f"n={n_val})")  # fmt: skip
+        echo(
+            f"done: {out} (best EMA validation PGD-{cfg.attack.val_steps} accuracy {state.best_robust:.3f}, n={n_val})"
+        )
     return state
 
 
@@ -225,12 +269,20 @@ def online_teacher(store, images, device):
     if store is None:
         raise DraError("--online-teacher needs --features: the store names the teacher, layer and noise to use")
     prov = store.provenance
-    teacher = create_teacher(prov["teacher"], checkpoint=prov.get("checkpoint") or None, layer=prov["layer"],
-                             noise=prov["noise"], seed=prov["seed"], zero_channels=prov["zeroed_channels"],
-                             device=str(device))  # fmt: skip
+    teacher = create_teacher(
+        prov["teacher"],
+        checkpoint=prov.get("checkpoint") or None,
+        layer=prov["layer"],
+        noise=prov["noise"],
+        seed=prov["seed"],
+        zero_channels=prov["zeroed_channels"],
+        device=str(device),
+    )
     if teacher.checkpoint_sha256 != prov["checkpoint_sha256"]:
-        raise DraError(f"the teacher's weights ({teacher.checkpoint_path or 'packaged'}) differ from the store's "
-                       f"(sha256 {prov['checkpoint_sha256'][:12]}...)")  # fmt: skip
+        raise DraError(
+            f"the teacher's weights ({teacher.checkpoint_path or 'packaged'}) differ from the store's "
+            f"(sha256 {prov['checkpoint_sha256'][:12]}...)"
+        )
     probe_rows = np.arange(1)
     width = teacher(*images.read(probe_rows), probe_rows).shape[-1]
     if width != store.layout.dim:

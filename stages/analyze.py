@@ -101,8 +101,15 @@ def analyze(
     def test_views() -> Views:
         if "test" not in cache:
             log(f"PGD-{settings.pgd_steps} on {len(test.x)} test images")
-            cache["test"] = pgd_views(model, test.x, test.y, eps=eps, steps=settings.pgd_steps, seed=settings.seed,
-                                      batch_size=settings.batch_size)  # fmt: skip
+            cache["test"] = pgd_views(
+                model,
+                test.x,
+                test.y,
+                eps=eps,
+                steps=settings.pgd_steps,
+                seed=settings.seed,
+                batch_size=settings.batch_size,
+            )
         return cache["test"]
 
     def teacher_test(which: str) -> Tensor:
@@ -124,9 +131,19 @@ def analyze(
         log(f"{name} ...")
         start = time.perf_counter()
         metrics, fig, notes = _RUNNERS[name](
-            model=model, eps=eps, num_classes=num_classes, test=test, train=train, stored=stored, views=views,
-            teacher=teacher, settings=settings, test_views=test_views, teacher_test=teacher_test, cache=cache,
-        )  # fmt: skip
+            model=model,
+            eps=eps,
+            num_classes=num_classes,
+            test=test,
+            train=train,
+            stored=stored,
+            views=views,
+            teacher=teacher,
+            settings=settings,
+            test_views=test_views,
+            teacher_test=teacher_test,
+            cache=cache,
+        )
         out.seconds[name] = round(time.perf_counter() - start, 2)
         out.metrics[name] = metrics
         out.figures[name] = fig
@@ -141,13 +158,15 @@ def analyze(
 
 def _align_uniform(*, stored, views, teacher, test_views, teacher_test, **_):
     v = test_views()
-    rows = {"classifier": {
-        "positive_pairs": "test image vs its PGD example",
-        "alignment": align_uniform.alignment(v.features, v.adv_features),
-        "uniformity": align_uniform.uniformity(v.features),
-        "uniformity_adversarial": align_uniform.uniformity(v.adv_features),
-        "n": len(v.x),
-    }}  # fmt: skip
+    rows = {
+        "classifier": {
+            "positive_pairs": "test image vs its PGD example",
+            "alignment": align_uniform.alignment(v.features, v.adv_features),
+            "uniformity": align_uniform.uniformity(v.features),
+            "uniformity_adversarial": align_uniform.uniformity(v.adv_features),
+            "n": len(v.x),
+        }
+    }
     distances = {"classifier: image vs PGD": align_uniform.pair_distances(v.features, v.adv_features).numpy()}
     notes = []
     if stored is not None and "flip" in views:
@@ -161,10 +180,16 @@ def _align_uniform(*, stored, views, teacher, test_views, teacher_test, **_):
         distances["teacher (stored): clean vs flip"] = align_uniform.pair_distances(clean, flip).numpy()
     elif stored is not None:
         clean = torch.from_numpy(stored[:, views.index("clean")].astype(np.float32))
-        rows["teacher_stored"] = {"positive_pairs": None, "alignment": None,
-                                  "uniformity": align_uniform.uniformity(clean), "n": len(clean)}  # fmt: skip
-        notes.append(f"the store holds only the view(s) {', '.join(views)}: no stored positive pairs (extract with "
-                     "--views clean,flip for a clean-vs-flip alignment); its uniformity is reported")  # fmt: skip
+        rows["teacher_stored"] = {
+            "positive_pairs": None,
+            "alignment": None,
+            "uniformity": align_uniform.uniformity(clean),
+            "n": len(clean),
+        }
+        notes.append(
+            f"the store holds only the view(s) {', '.join(views)}: no stored positive pairs (extract with "
+            "--views clean,flip for a clean-vs-flip alignment); its uniformity is reported"
+        )
     if teacher is not None:
         z, z_adv = teacher_test("clean"), teacher_test("adv")
         rows["teacher_recomputed"] = {
@@ -176,8 +201,11 @@ def _align_uniform(*, stored, views, teacher, test_views, teacher_test, **_):
         distances["teacher: image vs classifier's PGD"] = align_uniform.pair_distances(z, z_adv).numpy()
     else:
         notes.append("no teacher network: teacher features of the PGD examples were not computed")
-    labels = {"classifier": "classifier (test, PGD pairs)", "teacher_stored": "teacher, stored (train rows)",
-              "teacher_recomputed": "teacher (test, PGD pairs)"}  # fmt: skip
+    labels = {
+        "classifier": "classifier (test, PGD pairs)",
+        "teacher_stored": "teacher, stored (train rows)",
+        "teacher_recomputed": "teacher (test, PGD pairs)",
+    }
     points = [{"label": labels[k], **r} for k, r in rows.items() if r["alignment"] is not None]
     fig = figures.alignment_uniformity(points, distances, n=len(v.x))
     return rows, fig, notes
@@ -186,10 +214,15 @@ def _align_uniform(*, stored, views, teacher, test_views, teacher_test, **_):
 def _cls_dim(*, model, test_views, **_):
     v = test_views()
     device = next(model.parameters()).device
-    result = classification_dimension(v.features, v.y, lambda f: model.head(f.to(device)).cpu(),
-                                      adv_features=v.adv_features)  # fmt: skip
-    marks = {"CLS-95": result.cls["95"], "CLS-99": result.cls["99"],
-             "robust-95": result.robust["95"], "robust-99": result.robust["99"]}  # fmt: skip
+    result = classification_dimension(
+        v.features, v.y, lambda f: model.head(f.to(device)).cpu(), adv_features=v.adv_features
+    )
+    marks = {
+        "CLS-95": result.cls["95"],
+        "CLS-99": result.cls["99"],
+        "robust-95": result.robust["95"],
+        "robust-99": result.robust["99"],
+    }
     fig = figures.cls_dimension(result.ks, result.accuracy, result.adv_accuracy, result.explained, marks, n=len(v.x))
     notes = []
     if result.adv_accuracy[-1] == 0:
@@ -200,8 +233,15 @@ def _cls_dim(*, model, test_views, **_):
 
 def _train_views(model, train: Labelled, settings: Settings, eps: float, cache: dict) -> Views:
     if "train" not in cache:
-        cache["train"] = pgd_views(model, train.x, train.y, eps=eps, steps=settings.pgd_steps, seed=settings.seed + 1,
-                                   batch_size=settings.batch_size)  # fmt: skip
+        cache["train"] = pgd_views(
+            model,
+            train.x,
+            train.y,
+            eps=eps,
+            steps=settings.pgd_steps,
+            seed=settings.seed + 1,
+            batch_size=settings.batch_size,
+        )
     return cache["train"]
 
 
@@ -230,9 +270,15 @@ def _cknna(*, model, eps, train, stored, views, settings, cache, **_):
 def _sae(*, model, train, settings, test_views, cache, **_):
     v = test_views()
     train_reps = cache["train"].features if "train" in cache else representations(model, train.x)
-    result = sae_sweep(train_reps, {"test clean": v.features, "test PGD": v.adv_features}, settings.sae_ks,
-                       expansion=settings.sae_expansion, steps=settings.sae_steps, lr=settings.sae_lr,
-                       seed=settings.seed)  # fmt: skip
+    result = sae_sweep(
+        train_reps,
+        {"test clean": v.features, "test PGD": v.adv_features},
+        settings.sae_ks,
+        expansion=settings.sae_expansion,
+        steps=settings.sae_steps,
+        lr=settings.sae_lr,
+        seed=settings.seed,
+    )
     curves = {**result.nmse, "train clean": result.train_nmse}
     fig = figures.sae(result.ks, curves, result.latents, n_train=len(train_reps))
     return {**result.to_dict(), "n_train": len(train_reps), "n_test": len(v.x), "steps": settings.sae_steps}, fig, []
@@ -244,24 +290,40 @@ def _frequency(*, model, test, settings, test_views, **_):
         "PGD perturbation x_adv - x": fourier_map(v.x_adv - v.x),
         "input gradient dCE/dx": fourier_map(input_gradients(model, test.x, test.y, batch_size=settings.batch_size)),
     }
-    metrics = {label: {"mean_radius_cycles_per_pixel": m.mean_radius(),
-                       "high_frequency_share_above_0.25": m.high_frequency_share(),
-                       "peak_cycles_per_pixel": list(m.peak())} for label, m in maps.items()}  # fmt: skip
+    metrics = {
+        label: {
+            "mean_radius_cycles_per_pixel": m.mean_radius(),
+            "high_frequency_share_above_0.25": m.high_frequency_share(),
+            "peak_cycles_per_pixel": list(m.peak()),
+        }
+        for label, m in maps.items()
+    }
     return {**metrics, "n": len(v.x)}, figures.frequency(maps, n=len(v.x)), []
 
 
 def _teacher_probe(*, eps, num_classes, test, train, stored, views, teacher, settings, test_views, **_):
-    result = teacher_probe(teacher, (train.x, train.y, train.rows), (test.x, test.y, test.rows),
-                           num_classes=num_classes, eps=eps, n_attack=settings.probe_attack_n,
-                           steps=settings.pgd_steps, seed=settings.seed)  # fmt: skip
+    result = teacher_probe(
+        teacher,
+        (train.x, train.y, train.rows),
+        (test.x, test.y, test.rows),
+        num_classes=num_classes,
+        eps=eps,
+        n_attack=settings.probe_attack_n,
+        steps=settings.pgd_steps,
+        seed=settings.seed,
+    )
     v = test_views()
     m = result.n_attack
-    classifier = (float((v.logits[:m].argmax(1) == v.y[:m]).double().mean()),
-                  float((v.adv_logits[:m].argmax(1) == v.y[:m]).double().mean()))  # fmt: skip
+    classifier = (
+        float((v.logits[:m].argmax(1) == v.y[:m]).double().mean()),
+        float((v.adv_logits[:m].argmax(1) == v.y[:m]).double().mean()),
+    )
     bars = {"teacher + linear probe": (result.clean_attacked, result.pgd), "classifier": classifier}
     metrics = {**result.to_dict(), "classifier_on_attacked": {"clean": classifier[0], "pgd": classifier[1]}}
-    notes = [f"the teacher reads each image at its fixed noise level with its row's noise; it is told "
-             f"{result.teacher_labels}"]  # fmt: skip
+    notes = [
+        f"the teacher reads each image at its fixed noise level with its row's noise; it is told "
+        f"{result.teacher_labels}"
+    ]
     if stored is not None and len(stored) >= 4:
         # The same probe on the stored features (the DRA targets): `extract` tells a conditional teacher each
         # image's true label, which it writes into its features (see teachers/probe.py).
@@ -270,9 +332,11 @@ def _teacher_probe(*, eps, num_classes, test, train, stored, views, teacher, set
         accuracy = linear_probe(z[:half], train.y[:half], z[half:], train.y[half:])
         metrics["stored_features_probe"] = {"accuracy": accuracy, "n_train": half, "n_test": len(z) - half}
         if teacher.spec.label_dim:
-            notes.append(f"the stored features come from a class-conditional teacher told each image's true label "
-                         f"by `extract`; a probe on them scores {100 * accuracy:.1f} % (training rows, half/half), "
-                         "so accuracy near 100 % means the DRA targets carry the label itself")  # fmt: skip
+            notes.append(
+                f"the stored features come from a class-conditional teacher told each image's true label "
+                f"by `extract`; a probe on them scores {100 * accuracy:.1f} % (training rows, half/half), "
+                "so accuracy near 100 % means the DRA targets carry the label itself"
+            )
     return metrics, figures.teacher_probe(bars, n_attack=m, eps=eps), notes
 
 

@@ -37,10 +37,22 @@ class Evaluation:
     seconds: float
 
 
-def evaluate(model: nn.Module, images: Tensor, labels: Tensor, rows: Tensor, *, attacks: str | Sequence[str],
-             norm: str, eps: float, seed: int, batch_size: int, device: torch.device | str,
-             state: EvaluationState | None = None, sanity: SanityConfig | None = None,
-             progress: Callable[[Step], None] | None = None) -> Evaluation:  # fmt: skip
+def evaluate(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    rows: Tensor,
+    *,
+    attacks: str | Sequence[str],
+    norm: str,
+    eps: float,
+    seed: int,
+    batch_size: int,
+    device: torch.device | str,
+    state: EvaluationState | None = None,
+    sanity: SanityConfig | None = None,
+    progress: Callable[[Step], None] | None = None,
+) -> Evaluation:
     """Clean accuracy and the worst case over `attacks` ('autoattack' = APGD-CE, APGD-T, FAB-T, Square) of
     `model` on images (N, C, H, W) in [0, 1] with labels (N,) and dataset rows (N,); `sanity` adds the checks.
 
@@ -59,15 +71,27 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, rows: Tensor, *, 
         if state is not None:
             state.flags = flags  # the same list: saved with every batch, so a resumed run still reports them
         built = [build_attack(name, model, norm=norm, eps=eps, seed=seed, device=device) for name in names]
-        worst = worst_case(model, images, labels, rows, built, batch_size=batch_size, device=device, state=state,
-                           progress=progress)  # fmt: skip
+        worst = worst_case(
+            model, images, labels, rows, built, batch_size=batch_size, device=device, state=state, progress=progress
+        )
         _square_after_white_box(worst)
         if state is not None:
             state.save()
     checks = None
     if sanity is not None:
-        checks = run_sanity(model, images, labels, rows, norm=norm, eps=eps, seed=seed, device=device,
-                            batch_size=batch_size, config=sanity, flags=flags)  # fmt: skip
+        checks = run_sanity(
+            model,
+            images,
+            labels,
+            rows,
+            norm=norm,
+            eps=eps,
+            seed=seed,
+            device=device,
+            batch_size=batch_size,
+            config=sanity,
+            flags=flags,
+        )
     return Evaluation(norm, eps, seed, batch_size, str(device), worst, list(flags), checks, time.perf_counter() - t0)
 
 

@@ -47,8 +47,11 @@ def extract(
         parts = list(decoders.map(images.read, np.array_split(rows, min(workers, len(rows)))))
         return rows, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer, \
-            ThreadPoolExecutor(max_workers=workers) as decoders:  # fmt: skip
+    with (
+        ThreadPoolExecutor(max_workers=1) as reader,
+        ThreadPoolExecutor(max_workers=1) as writer,
+        ThreadPoolExecutor(max_workers=workers) as decoders,
+    ):
         pending_read: Future = reader.submit(load, todo[0])
         pending_write: Future | None = None
         for i, shard in enumerate(todo):

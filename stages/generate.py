@@ -58,11 +58,22 @@ def generate(
         raise ValueError(f"need seed >= 0 and count >= 1, got seed={seed}, count={count}")
     shape = (cfg.img_resolution, cfg.img_resolution, cfg.img_channels)
     parts = out.with_name(f".{out.name}.parts")
-    _claim(parts, {
-        "format": PARTS_FORMAT, "count": count, "seed": seed, "steps": steps, "chunk_size": chunk_size,
-        "sigma_min": SIGMA_MIN, "sigma_max": SIGMA_MAX, "rho": RHO, "num_classes": cfg.label_dim,
-        "image_shape": list(shape), "denoiser_sha256": denoiser_sha256(denoiser),
-    })  # fmt: skip
+    _claim(
+        parts,
+        {
+            "format": PARTS_FORMAT,
+            "count": count,
+            "seed": seed,
+            "steps": steps,
+            "chunk_size": chunk_size,
+            "sigma_min": SIGMA_MIN,
+            "sigma_max": SIGMA_MAX,
+            "rho": RHO,
+            "num_classes": cfg.label_dim,
+            "image_shape": list(shape),
+            "denoiser_sha256": denoiser_sha256(denoiser),
+        },
+    )
 
     chunks = []
     for start in range(0, count, chunk_size):
@@ -124,8 +135,11 @@ def _claim(parts: Path, settings: dict) -> None:
     record = parts / "settings.json"
     if record.is_file():
         old = json.loads(record.read_text())
-        diff = [f"{k} was {old.get(k)!r}, now {settings.get(k)!r}" for k in settings.keys() | old.keys()
-                if old.get(k) != settings.get(k)]  # fmt: skip
+        diff = [
+            f"{k} was {old.get(k)!r}, now {settings.get(k)!r}"
+            for k in settings.keys() | old.keys()
+            if old.get(k) != settings.get(k)
+        ]
         if diff:
             raise DraError(
                 f"{parts} holds chunks made with other settings ({'; '.join(sorted(diff))}); "
@@ -163,8 +177,10 @@ def _assemble(
                     with np.load(path) as z:
                         images, labels = z["image"], z["label"]
                     if images.shape != (stop - start, *shape) or images.dtype != np.uint8:
-                        raise DraError(f"{path}: images {images.dtype} {images.shape}, expected uint8 "
-                                       f"{(stop - start, *shape)}; delete it and rerun")  # fmt: skip
+                        raise DraError(
+                            f"{path}: images {images.dtype} {images.shape}, expected uint8 "
+                            f"{(stop - start, *shape)}; delete it and rerun"
+                        )
                     if not np.array_equal(labels, class_labels(start, stop, num_classes)):
                         raise DraError(f"{path}: labels are not the class-balanced ones; delete it and rerun")
                     f.write(np.ascontiguousarray(images).data)

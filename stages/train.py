@@ -65,8 +65,9 @@ class TrainState:
         self.epoch, self.best_robust = int(state["epoch"]), float(state["best_robust"])
 
 
-def build_state(cfg: Config, model: Classifier, target_dim: int | None, total_steps: int, *,
-                model_info: dict) -> TrainState:  # fmt: skip
+def build_state(
+    cfg: Config, model: Classifier, target_dim: int | None, total_steps: int, *, model_info: dict
+) -> TrainState:
     """Model, EMA copy, DRA head (when target_dim), optimizer (SGD Nesterov or Lion) with normalisation-layer
     parameters exempt from weight decay, schedule."""
     head = ProjectionHead(model.feature_dim, target_dim, cfg.dra.hidden) if target_dim else None
@@ -119,8 +120,17 @@ def channels_last(cfg: Config, device: torch.device) -> bool:
     return cfg.train.channels_last == "on" or (cfg.train.channels_last == "auto" and device.type == "cuda")
 
 
-def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step: float, steps: int,
-                    batch_size: int = 256, dist: Dist = SINGLE) -> tuple[float, float]:  # fmt: skip
+def robust_accuracy(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    step: float,
+    steps: int,
+    batch_size: int = 256,
+    dist: Dist = SINGLE,
+) -> tuple[float, float]:
     """(clean, PGD) accuracy of `model` in eval mode on (x, y), PGD with CE and a random start seeded per block.
 
     Blocks of `batch_size` images are dealt to ranks round-robin and the counts summed, so the result does not
@@ -135,8 +145,9 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: 
         with torch.no_grad():
             counts[0] += (model(xb).argmax(1) == yb).sum().item()
         start = uniform_start(eps, torch.Generator(device=device).manual_seed(a))
-        x_adv = pgd_linf(model, xb, lambda o, yb=yb: F.cross_entropy(o, yb), eps=eps, step=step, steps=steps,
-                         random_start=start)  # fmt: skip
+        x_adv = pgd_linf(
+            model, xb, lambda o, yb=yb: F.cross_entropy(o, yb), eps=eps, step=step, steps=steps, random_start=start
+        )
         with torch.no_grad():
             counts[1] += (model(x_adv).argmax(1) == yb).sum().item()
     model.train(was_training)
@@ -144,8 +155,9 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: 
     return clean, robust
 
 
-def training_step(cfg: Config, state: TrainState, model: nn.Module, batch, *, step: int, dist: Dist = SINGLE,
-                  online_targets=None) -> dict[str, float]:  # fmt: skip
+def training_step(
+    cfg: Config, state: TrainState, model: nn.Module, batch, *, step: int, dist: Dist = SINGLE, online_targets=None
+) -> dict[str, float]:
     """One optimisation step on this rank's slice of the global batch: attack, TRADES/PGD-AT loss
     (+ lambda * DRA alignment), gradients averaged over ranks, update, EMA.
 
@@ -156,8 +168,14 @@ def training_step(cfg: Config, state: TrainState, model: nn.Module, batch, *, st
     x, y = batch.images.to(device, non_blocking=True), batch.labels.to(device, non_blocking=True)
     if channels_last(cfg, device):
         x = x.contiguous(memory_format=torch.channels_last)
-    kw = dict(eps=a.eps, step=a.step, steps=a.steps, label_smoothing=t.label_smoothing,
-              generator=step_generator(t.seed, step, device), part=(dist.rank, dist.world))  # fmt: skip
+    kw = dict(
+        eps=a.eps,
+        step=a.step,
+        steps=a.steps,
+        label_smoothing=t.label_smoothing,
+        generator=step_generator(t.seed, step, device),
+        part=(dist.rank, dist.world),
+    )
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_autocast(cfg, device)):
         out = trades(model, x, y, beta=t.beta, **kw) if t.loss == "trades" else pgd_at(model, x, y, **kw)
         loss, align = out.loss.float(), torch.zeros((), device=device)
@@ -165,8 +183,14 @@ def training_step(cfg: Config, state: TrainState, model: nn.Module, batch, *, st
             targets = online_targets(batch.rows, batch.flipped) if online_targets else batch.targets
             align = alignment_loss(state.head(out.features_adv).float(), targets.to(device, non_blocking=True))
             loss = loss + cfg.dra.weight * align
-    metrics = torch.stack([loss.detach(), align.detach(), (out.logits_clean.argmax(1) == y).float().mean(),
-                           (out.logits_adv.argmax(1) == y).float().mean()])  # fmt: skip
+    metrics = torch.stack(
+        [
+            loss.detach(),
+            align.detach(),
+            (out.logits_clean.argmax(1) == y).float().mean(),
+            (out.logits_adv.argmax(1) == y).float().mean(),
+        ]
+    )
     loss_value, align_value, clean_acc, adv_acc = (all_reduce_sum(dist, metrics) / dist.world).tolist()
     if math.isfinite(loss_value):
         params = [*state.model.parameters(), *(state.head.parameters() if state.head is not None else [])]
@@ -205,11 +229,14 @@ def train(
         start, sums, n = time.perf_counter(), {"loss": 0.0, "align": 0.0, "clean_acc": 0.0, "adv_acc": 0.0}, 0
         wait_start = loader.wait_seconds
         for index, batch in enumerate(loader.epoch(epoch)):
-            metrics = training_step(cfg, state, model, batch, step=epoch * steps_per_epoch + index, dist=dist,
-                                    online_targets=online_targets)  # fmt: skip
+            metrics = training_step(
+                cfg, state, model, batch, step=epoch * steps_per_epoch + index, dist=dist, online_targets=online_targets
+            )
             if not math.isfinite(metrics["loss"]):
-                raise DraError(f"loss is {metrics['loss']} at epoch {epoch + 1}, batch {index + 1}; stopped. The last "
-                               f"good checkpoint (epoch {state.epoch}) is kept in {run.path / 'last.pt'}")  # fmt: skip
+                raise DraError(
+                    f"loss is {metrics['loss']} at epoch {epoch + 1}, batch {index + 1}; stopped. The last "
+                    f"good checkpoint (epoch {state.epoch}) is kept in {run.path / 'last.pt'}"
+                )
             for k in sums:
                 sums[k] += metrics[k]
             n += 1
@@ -217,22 +244,37 @@ def train(
                 progress(1)
         state.epoch = epoch + 1
         val_clean, val_robust = robust_accuracy(state.ema, *val, eps=a.eps, step=a.step, steps=a.val_steps, dist=dist)
-        record = {"epoch": state.epoch, **{k: v / max(n, 1) for k, v in sums.items()},
-                  "val_clean": val_clean, "val_robust": val_robust, "val_n": len(val[0]),
-                  "lr": state.scheduler.get_last_lr()[0], "epoch_s": time.perf_counter() - start,
-                  "feature_wait_s": loader.wait_seconds - wait_start}  # fmt: skip
+        record = {
+            "epoch": state.epoch,
+            **{k: v / max(n, 1) for k, v in sums.items()},
+            "val_clean": val_clean,
+            "val_robust": val_robust,
+            "val_n": len(val[0]),
+            "lr": state.scheduler.get_last_lr()[0],
+            "epoch_s": time.perf_counter() - start,
+            "feature_wait_s": loader.wait_seconds - wait_start,
+        }
         best = val_robust > state.best_robust
         if best:
             state.best_robust = val_robust
         if dist.rank == 0:
             if best:
-                run.save("best-ema.pt", {"ema": state.ema.state_dict(), "model_info": state.model_info,
-                                         "epoch": state.epoch, "val_robust": val_robust,
-                                         "val_clean": val_clean})  # fmt: skip
+                run.save(
+                    "best-ema.pt",
+                    {
+                        "ema": state.ema.state_dict(),
+                        "model_info": state.model_info,
+                        "epoch": state.epoch,
+                        "val_robust": val_robust,
+                        "val_clean": val_clean,
+                    },
+                )
             run.save("last.pt", state.state_dict())
             run.log(record)
             mark = "  *best" if best else ""
-            log(f"epoch {state.epoch}/{t.epochs}  loss {record['loss']:.4f}  align {record['align']:.4f}  "
+            log(
+                f"epoch {state.epoch}/{t.epochs}  loss {record['loss']:.4f}  align {record['align']:.4f}  "
                 f"train adv acc {record['adv_acc']:.3f}  val clean {val_clean:.3f}  val PGD-{a.val_steps} "
-                f"{val_robust:.3f} (n={len(val[0])}){mark}  {record['epoch_s']:.0f} s")  # fmt: skip
+                f"{val_robust:.3f} (n={len(val[0])}){mark}  {record['epoch_s']:.0f} s"
+            )
     return state

@@ -66,15 +66,27 @@ class PersistentStub:
 def edm_init_kwargs(cfg: SongUNetConfig) -> dict:
     """EDMPrecond's `_init_kwargs` as EDM's train.py records them for a DDPM++ (`--arch=ddpmpp`) network."""
     kwargs = dict(
-        img_resolution=cfg.img_resolution, img_channels=cfg.img_channels, label_dim=cfg.label_dim,
-        model_type="SongUNet", embedding_type="positional", encoder_type="standard", decoder_type="standard",
-        channel_mult_noise=1, resample_filter=[1, 1], model_channels=cfg.model_channels,
-        channel_mult=list(cfg.channel_mult), augment_dim=cfg.augment_dim, dropout=cfg.dropout, use_fp16=False,
-    )  # fmt: skip
+        img_resolution=cfg.img_resolution,
+        img_channels=cfg.img_channels,
+        label_dim=cfg.label_dim,
+        model_type="SongUNet",
+        embedding_type="positional",
+        encoder_type="standard",
+        decoder_type="standard",
+        channel_mult_noise=1,
+        resample_filter=[1, 1],
+        model_channels=cfg.model_channels,
+        channel_mult=list(cfg.channel_mult),
+        augment_dim=cfg.augment_dim,
+        dropout=cfg.dropout,
+        use_fp16=False,
+    )
     ours = dict(
-        num_blocks=cfg.num_blocks, attn_resolutions=list(cfg.attn_resolutions),
-        channel_mult_emb=cfg.channel_mult_emb, sigma_data=cfg.sigma_data,
-    )  # fmt: skip
+        num_blocks=cfg.num_blocks,
+        attn_resolutions=list(cfg.attn_resolutions),
+        channel_mult_emb=cfg.channel_mult_emb,
+        sigma_data=cfg.sigma_data,
+    )
     return {**kwargs, **{k: v for k, v in ours.items() if v != EDM_DEFAULTS[k]}}
 
 
@@ -95,10 +107,16 @@ def _module_state(module: nn.Module) -> dict:
     if isinstance(module, EDMDenoiser):
         cfg = module.cfg
         state.update(
-            img_resolution=cfg.img_resolution, img_channels=cfg.img_channels, label_dim=cfg.label_dim,
-            use_fp16=False, sigma_min=0, sigma_max=float("inf"), sigma_data=cfg.sigma_data,
-            _init_args=(), _init_kwargs=edm_init_kwargs(cfg),
-        )  # fmt: skip
+            img_resolution=cfg.img_resolution,
+            img_channels=cfg.img_channels,
+            label_dim=cfg.label_dim,
+            use_fp16=False,
+            sigma_min=0,
+            sigma_max=float("inf"),
+            sigma_data=cfg.sigma_data,
+            _init_args=(),
+            _init_kwargs=edm_init_kwargs(cfg),
+        )
     return state
 
 

@@ -140,16 +140,37 @@ def tiny_run(tmp_path):
     data = tmp_path / "fashion-mnist"
     fixtures.write_fashion_mnist(data, n_train=40, n_test=20)
     store = tmp_path / "f.zarr"
-    args = ["extract", "--teacher", "tiny-gray", "--data", "fashion-mnist", "--data-dir", str(data), "--out",
-            str(store), "--rows-per-shard", "20", "--batch-size", "20", "--views", "clean,flip"]  # fmt: skip
+    args = [
+        "extract",
+        "--teacher",
+        "tiny-gray",
+        "--data",
+        "fashion-mnist",
+        "--data-dir",
+        str(data),
+        "--out",
+        str(store),
+        "--rows-per-shard",
+        "20",
+        "--batch-size",
+        "20",
+        "--views",
+        "clean,flip",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "tiny"
     run.mkdir(parents=True)
     torch.manual_seed(0)
     model = create_model("small-cnn", dataset="fashion-mnist", num_classes=10, in_channels=1)
-    info = {"name": "small-cnn", "dataset": "fashion-mnist", "num_classes": 10, "in_channels": 1,
-            "image_size": [28, 28], "eps": 0.1}  # fmt: skip
+    info = {
+        "name": "small-cnn",
+        "dataset": "fashion-mnist",
+        "num_classes": 10,
+        "in_channels": 1,
+        "image_size": [28, 28],
+        "eps": 0.1,
+    }
     torch.save({"ema": model.state_dict(), "model_info": info, "epoch": 1}, run / "best-ema.pt")
     (run / "config.yaml").write_text(yaml.safe_dump({"features": str(store)}))
     return run, data, store
@@ -157,8 +178,21 @@ def tiny_run(tmp_path):
 
 def test_analyze_writes_every_figure_and_the_markdown_shows_them(tiny_run):
     run, data, _ = tiny_run
-    args = ["analyze", "--run", str(run), "--n", "16", "--probe-n", "4", "--pgd-steps", "2", "--sae-steps", "20",
-            "--data-dir", str(data)]  # fmt: skip
+    args = [
+        "analyze",
+        "--run",
+        str(run),
+        "--n",
+        "16",
+        "--probe-n",
+        "4",
+        "--pgd-steps",
+        "2",
+        "--sae-steps",
+        "20",
+        "--data-dir",
+        str(data),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     out = run / "analysis"
@@ -187,10 +221,24 @@ def test_analyze_bad_input_gives_one_clear_line(tmp_path, tiny_run):
     assert result.output.strip().splitlines() == [f"Error: run {tmp_path / 'nope'} not found"]
 
     other = tmp_path / "cifar.zarr"
-    source = {"kind": "cifar10", "path": "/x", "split": "train", "count": 20, "image_shape": [32, 32, 3],
-              "num_classes": 10, "fingerprint": "f"}  # fmt: skip
-    store = FeatureStore.create(other, sources=[source], labels=np.arange(20) % 10, views=["clean"], dim=8,
-                                meta={"teacher": "tiny"}, rows_per_shard=20)  # fmt: skip
+    source = {
+        "kind": "cifar10",
+        "path": "/x",
+        "split": "train",
+        "count": 20,
+        "image_shape": [32, 32, 3],
+        "num_classes": 10,
+        "fingerprint": "f",
+    }
+    store = FeatureStore.create(
+        other,
+        sources=[source],
+        labels=np.arange(20) % 10,
+        views=["clean"],
+        dim=8,
+        meta={"teacher": "tiny"},
+        rows_per_shard=20,
+    )
     store.write_shard(0, np.ones((20, 1, 8), dtype=np.float16))
     result = CliRunner().invoke(main, ["analyze", "--run", str(run), "--features", str(other), "--data-dir", str(data)])
     assert result.exit_code == 1

@@ -49,11 +49,15 @@ def test_summary_gives_mean_std_over_seeds_and_dras_paired_effect(tmp_path, caps
     args = argparse.Namespace(root=tmp_path, seeds=[0, 1], weight=0.5, sweep=[], sweep_seeds=[0], attack="autoattack")
     # robust rows per (method, seed): AT+DRA gains 1 then 3 points over AT; DM-AT+DRA loses 2 on seed 0 only
     runs = {
-        "at-l0-s0": (range(0, 50), 70), "at-dra-l0.5-s0": (range(0, 51), 72),
-        "at-l0-s1": (range(0, 52), 74), "at-dra-l0.5-s1": (range(2, 57), 74),
-        "dmat-l0-s0": (range(0, 60), 80), "dmat-dra-l0.5-s0": (range(0, 58), 80),
-        "dmat-l0-s1": (range(0, 60), 80), "dmat-dra-l0.5-s1": (range(0, 60), 80),
-    }  # fmt: skip
+        "at-l0-s0": (range(0, 50), 70),
+        "at-dra-l0.5-s0": (range(0, 51), 72),
+        "at-l0-s1": (range(0, 52), 74),
+        "at-dra-l0.5-s1": (range(2, 57), 74),
+        "dmat-l0-s0": (range(0, 60), 80),
+        "dmat-dra-l0.5-s0": (range(0, 58), 80),
+        "dmat-l0-s1": (range(0, 60), 80),
+        "dmat-dra-l0.5-s1": (range(0, 60), 80),
+    }
     for name, (rows, clean) in runs.items():
         _write_report(tmp_path / name, rows, clean)
 
@@ -70,8 +74,9 @@ def test_summary_gives_mean_std_over_seeds_and_dras_paired_effect(tmp_path, caps
     # AT + DRA - AT: clean +2, 0 -> 1.00 +- 1.41; robust +1, +3 -> 2.00 +- 1.41; seed 1: rows 52-56 only with
     # DRA, rows 0-1 only without
     assert effect["at-dra - at"] == "| at-dra - at | 0,1 | 1.00 +- 1.41 | 2.00 +- 1.41 | +1.00, +3.00 | 1 / 0, 5 / 2 |"
-    assert effect["dmat-dra - dmat"] == ("| dmat-dra - dmat | 0,1 | 0.00 +- 0.00 | -1.00 +- 1.41 | -2.00, +0.00 | "
-                                         "0 / 2, 0 / 0 |")  # fmt: skip
+    assert effect["dmat-dra - dmat"] == (
+        "| dmat-dra - dmat | 0,1 | 0.00 +- 0.00 | -1.00 +- 1.41 | -2.00, +0.00 | 0 / 2, 0 / 0 |"
+    )
 
 
 def test_summary_of_a_partial_experiment_has_no_spread_and_no_unpaired_effect(tmp_path, capsys):
@@ -96,4 +101,8 @@ def test_a_sweep_on_its_own_trains_only_the_sweep_and_analyses_nothing():
     assert compare.first_seed_runs(all_jobs, args) == []
     args.seeds = [3]
     assert [j["name"] for j in compare.first_seed_runs(compare.jobs(args), args)] == [
-        "at-l0-s3", "at-dra-l0.5-s3", "dmat-l0-s3", "dmat-dra-l0.5-s3"]  # fmt: skip
+        "at-l0-s3",
+        "at-dra-l0.5-s3",
+        "dmat-l0-s3",
+        "dmat-dra-l0.5-s3",
+    ]

@@ -42,8 +42,9 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, store):
             torch.testing.assert_close(two[part][key], value, rtol=1e-5, atol=1e-5, msg=f"{part}.{key}")
     for a, b in zip(one["optimizer"]["state"].values(), two["optimizer"]["state"].values()):
         torch.testing.assert_close(b["momentum_buffer"], a["momentum_buffer"], rtol=1e-4, atol=1e-5)
-    stats = [[json.loads(line) for line in (tmp_path / r / "stats.jsonl").read_text().splitlines()]
-             for r in ("one", "two")]  # fmt: skip
+    stats = [
+        [json.loads(line) for line in (tmp_path / r / "stats.jsonl").read_text().splitlines()] for r in ("one", "two")
+    ]
     for s1, s2 in zip(*stats):
         assert s1["val_clean"] == s2["val_clean"] and s1["val_robust"] == s2["val_robust"]
         assert s1["loss"] == pytest.approx(s2["loss"], rel=1e-5) and s1["align"] == pytest.approx(s2["align"], rel=1e-5)

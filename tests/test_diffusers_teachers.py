@@ -27,9 +27,13 @@ def ddpm_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddpm-cifar10-32")
     torch.manual_seed(0)
     UNet2DModel(
-        sample_size=32, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-    ).save_pretrained(root / "unet")  # fmt: skip
+        sample_size=32,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+    ).save_pretrained(root / "unet")
     DDPMScheduler(num_train_timesteps=1000).save_pretrained(root / "scheduler")
     return root
 
@@ -42,15 +46,25 @@ def dit_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("DiT-XL-2-256")
     torch.manual_seed(0)
     DiTTransformer2DModel(
-        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2, sample_size=32,
-        patch_size=2, num_embeds_ada_norm=1000,
-    ).save_pretrained(root / "transformer")  # fmt: skip
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=2,
+        sample_size=32,
+        patch_size=2,
+        num_embeds_ada_norm=1000,
+    ).save_pretrained(root / "transformer")
     config = root / "transformer" / "config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "_class_name": "Transformer2DModel"}))  # as public
     AutoencoderKL(
-        block_out_channels=(8, 8, 16, 16), down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=4, latent_channels=4, layers_per_block=1,
-    ).save_pretrained(root / "vae")  # fmt: skip
+        block_out_channels=(8, 8, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=4,
+        latent_channels=4,
+        layers_per_block=1,
+    ).save_pretrained(root / "vae")
     DDIMScheduler(num_train_timesteps=1000, clip_sample=False).save_pretrained(root / "scheduler")
     return root
 

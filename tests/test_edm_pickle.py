@@ -18,9 +18,15 @@ from dra_pipeline.teachers.songunet import CIFAR10_DDPMPP, EDMDenoiser, SongUNet
 from tests.edm_pickle_fixture import EasyDict, write_edm_pickle
 
 TINY = SongUNetConfig(
-    img_resolution=16, model_channels=16, channel_mult=(1, 2), num_blocks=1, attn_resolutions=(8,), dropout=0.0,
-    label_dim=10, augment_dim=9,
-)  # fmt: skip
+    img_resolution=16,
+    model_channels=16,
+    channel_mult=(1, 2),
+    num_blocks=1,
+    attn_resolutions=(8,),
+    dropout=0.0,
+    label_dim=10,
+    augment_dim=9,
+)
 
 
 def random_denoiser(cfg: SongUNetConfig = TINY, seed: int = 0) -> EDMDenoiser:
@@ -74,10 +80,21 @@ def test_full_size_cifar10_config(tmp_path):
     assert config_from_edm_kwargs(kwargs, path) == cfg
     # What EDM's train.py records for --arch=ddpmpp --cond=1: our defaults must supply the rest.
     assert set(kwargs) == {
-        "img_resolution", "img_channels", "label_dim", "use_fp16", "model_type", "embedding_type", "encoder_type",
-        "decoder_type", "channel_mult_noise", "resample_filter", "model_channels", "channel_mult", "augment_dim",
+        "img_resolution",
+        "img_channels",
+        "label_dim",
+        "use_fp16",
+        "model_type",
+        "embedding_type",
+        "encoder_type",
+        "decoder_type",
+        "channel_mult_noise",
+        "resample_filter",
+        "model_channels",
+        "channel_mult",
+        "augment_dim",
         "dropout",
-    }  # fmt: skip
+    }
     loaded = load_denoiser(path)
     n_params = sum(p.numel() for p in loaded.parameters())
     assert 55.7e6 < n_params < 55.8e6

@@ -21,8 +21,14 @@ from tests import evaluation_models as em
 from tests import fixtures
 from tests.test_cli import assert_one_line_error
 
-INFO = {"name": "small-cnn", "dataset": "fashion-mnist", "num_classes": 10, "in_channels": 1, "image_size": [28, 28],
-        "eps": 0.1}  # fmt: skip
+INFO = {
+    "name": "small-cnn",
+    "dataset": "fashion-mnist",
+    "num_classes": 10,
+    "in_channels": 1,
+    "image_size": [28, 28],
+    "eps": 0.1,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -184,8 +190,9 @@ def test_cascade_equals_one_bare_autoattack_call():
     bare = AutoAttack(model, norm="Linf", eps=0.07, version="standard", seed=0, device="cpu")
     bare.square.n_queries = 300  # both sides: Square's budget cut for speed
     _, y_adv = bare.run_standard_evaluation(x, y, batch_size=10)
-    attacks = [build_attack(n, model, norm="Linf", eps=0.07, seed=0, device="cpu", n_queries=300)
-               for n in AUTOATTACK_STANDARD]  # fmt: skip
+    attacks = [
+        build_attack(n, model, norm="Linf", eps=0.07, seed=0, device="cpu", n_queries=300) for n in AUTOATTACK_STANDARD
+    ]
     ours = worst_case(model, x, y, torch.arange(16), attacks, batch_size=10, device="cpu")
     assert [r.given for r in ours.attacks] == [16, 12, 4, 4]  # every component has points to work on
     np.testing.assert_array_equal(ours.robust, (y_adv == y).numpy())
@@ -197,8 +204,18 @@ def test_same_seed_same_numbers_and_pgd_does_not_depend_on_the_batch_size():
     model = em.sensible()
 
     def run(seed, batch_size, attacks="apgd-ce,pgd"):
-        return evaluate(model, x, y, torch.arange(30), attacks=attacks, norm="Linf", eps=0.05, seed=seed,
-                        batch_size=batch_size, device="cpu").worst  # fmt: skip
+        return evaluate(
+            model,
+            x,
+            y,
+            torch.arange(30),
+            attacks=attacks,
+            norm="Linf",
+            eps=0.05,
+            seed=seed,
+            batch_size=batch_size,
+            device="cpu",
+        ).worst
 
     a, b = run(3, 8), run(3, 8)
     np.testing.assert_array_equal(a.robust, b.robust)
@@ -226,17 +243,21 @@ def test_interrupted_evaluation_resumes_to_the_same_result(tmp_path):
 
     first[1] = Attack("pgd", first[1].settings, interrupt_second_batch)
     with pytest.raises(KeyboardInterrupt):
-        worst_case(model, x, y, torch.arange(24), first, batch_size=8, device="cpu",
-                   state=EvaluationState.open(path, key="k"))  # fmt: skip
+        worst_case(
+            model, x, y, torch.arange(24), first, batch_size=8, device="cpu", state=EvaluationState.open(path, key="k")
+        )
     saved = json.loads(path.read_text())
     assert saved["attacks"]["apgd-ce"]["batches_done"] == 3 and saved["attacks"]["pgd"]["batches_done"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temp file left behind
 
     second, counted = attacks(), []
-    second = [Attack(a.name, a.settings, lambda xb, yb, r, run=a.run, n=a.name: counted.append(n) or run(xb, yb, r))
-              for a in second]  # fmt: skip
-    resumed = worst_case(model, x, y, torch.arange(24), second, batch_size=8, device="cpu",
-                         state=EvaluationState.open(path, key="k"))  # fmt: skip
+    second = [
+        Attack(a.name, a.settings, lambda xb, yb, r, run=a.run, n=a.name: counted.append(n) or run(xb, yb, r))
+        for a in second
+    ]
+    resumed = worst_case(
+        model, x, y, torch.arange(24), second, batch_size=8, device="cpu", state=EvaluationState.open(path, key="k")
+    )
     assert counted == ["pgd", "pgd"] and resumed.restored_batches == 4  # only pgd's two remaining batches
     np.testing.assert_array_equal(resumed.robust, whole.robust)
     assert [r.broken for r in resumed.attacks] == [r.broken for r in whole.attacks]
@@ -252,8 +273,16 @@ def test_state_files_that_cannot_be_resumed(tmp_path):
     path.write_text(json.dumps({"format": 1, "key": "k", "clean": [False] * 10, "attacks": {}}))
     x, y = em.synthetic(10)
     with pytest.raises(DraError, match="clean predictions differ"):
-        worst_case(em.sensible(), x, y, torch.arange(10), [], batch_size=4, device="cpu",
-                   state=EvaluationState.open(path, key="k"))  # fmt: skip
+        worst_case(
+            em.sensible(),
+            x,
+            y,
+            torch.arange(10),
+            [],
+            batch_size=4,
+            device="cpu",
+            state=EvaluationState.open(path, key="k"),
+        )
 
 
 def test_stage_refuses_train_mode_bad_eps_and_l2_pgd_but_runs_l2_apgd():
@@ -278,6 +307,17 @@ def test_wilson_interval():
 def test_flags_of_an_interrupted_session_are_still_reported():
     x, y = em.synthetic(10)
     state = EvaluationState("k", flags=["it seems to be a randomized defense! (earlier session)"])
-    result = evaluate(em.sensible(), x, y, torch.arange(10), attacks="fgsm", norm="Linf", eps=0.05, seed=0,
-                      batch_size=10, device="cpu", state=state)  # fmt: skip
+    result = evaluate(
+        em.sensible(),
+        x,
+        y,
+        torch.arange(10),
+        attacks="fgsm",
+        norm="Linf",
+        eps=0.05,
+        seed=0,
+        batch_size=10,
+        device="cpu",
+        state=state,
+    )
     assert result.flags == ["it seems to be a randomized defense! (earlier session)"] and state.flags == result.flags

@@ -63,8 +63,10 @@ def test_folder_points_random_selection_and_subset_list(tmp_path):
     subset = load_points("imagenet", "test", None, data=str(tmp_path / "val"), subset=listed)
     assert subset.rows.tolist() == [index.index(names[5]), 2, index.index(names[0])]
     assert subset.description["selection"].startswith("3 listed in subset.txt (sha256 ")
-    assert load_points("imagenet", "test", 2, data=str(tmp_path / "val"), subset=listed).rows.tolist() == \
-        subset.rows.tolist()[:2]  # fmt: skip
+    assert (
+        load_points("imagenet", "test", 2, data=str(tmp_path / "val"), subset=listed).rows.tolist()
+        == subset.rows.tolist()[:2]
+    )
 
     first = load_points("imagenet", "test", 3, data=str(tmp_path / "val"), selection="first")
     assert first.rows.tolist() == [0, 1, 2] and first.description["selection"] == "first 3 of 7"
@@ -101,8 +103,14 @@ def test_command_evaluates_an_image_folder_model_on_its_folder(tmp_path, monkeyp
         Image.fromarray(rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)).save(tmp_path / "val" / f"c{i % 3}/{i}.png")
     torch.manual_seed(0)
     model = create_model("small-cnn", dataset="imagenet", num_classes=3, in_channels=3)
-    info = {"name": "small-cnn", "dataset": "imagenet", "num_classes": 3, "in_channels": 3, "image_size": [28, 28],
-            "eps": 4 / 255}  # fmt: skip
+    info = {
+        "name": "small-cnn",
+        "dataset": "imagenet",
+        "num_classes": 3,
+        "in_channels": 3,
+        "image_size": [28, 28],
+        "eps": 4 / 255,
+    }
     Path("runs/inet").mkdir(parents=True)
     torch.save({"ema": model.state_dict(), "model_info": info, "epoch": 1}, "runs/inet/best-ema.pt")
 
@@ -110,8 +118,24 @@ def test_command_evaluates_an_image_folder_model_on_its_folder(tmp_path, monkeyp
     assert_one_line_error(result, "pass --data")
     result = CliRunner().invoke(main, ["evaluate", "--run", "runs/inet", "--data", "val"])
     assert_one_line_error(result, "set --preprocessing")  # Res256Crop224 gives 224 px; this model takes 28
-    result = CliRunner().invoke(main, ["evaluate", "--run", "runs/inet", "--data", "val", "--preprocessing", "none",
-                                       "--n", "5", "--attack", "apgd-ce", "--device", "cpu"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--run",
+            "runs/inet",
+            "--data",
+            "val",
+            "--preprocessing",
+            "none",
+            "--n",
+            "5",
+            "--attack",
+            "apgd-ce",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(Path("runs/inet/report.json").read_text())
     assert report["data"]["selection"] == "random 5 of 9 (seed 0)" and report["data"]["preprocessing"] == "none"

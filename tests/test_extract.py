@@ -35,8 +35,25 @@ def run_cli(*args):
 
 
 def base_args(d, synth, out, *extra):
-    return ("--teacher", "tiny-gray", "--data", "fashion-mnist", "--data-dir", d, "--synthetic", synth,
-            "--out", out, "--rows-per-shard", 16, "--batch-size", 8, "--device", "cpu", *extra)  # fmt: skip
+    return (
+        "--teacher",
+        "tiny-gray",
+        "--data",
+        "fashion-mnist",
+        "--data-dir",
+        d,
+        "--synthetic",
+        synth,
+        "--out",
+        out,
+        "--rows-per-shard",
+        16,
+        "--batch-size",
+        8,
+        "--device",
+        "cpu",
+        *extra,
+    )
 
 
 def shard_hashes(path) -> list[str]:
@@ -126,9 +143,22 @@ def test_store_refuses_data_that_changed(tmp_path, data):
 
 def test_missing_checkpoint_is_one_line(tmp_path, data):
     d, _ = data
-    result = CliRunner().invoke(main, ["extract", "--teacher", "edm-cifar10", "--out", str(tmp_path / "x.zarr"),
-                                       "--checkpoint", str(tmp_path / "nope.pkl"), "--data", "fashion-mnist",
-                                       "--data-dir", str(d)])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "extract",
+            "--teacher",
+            "edm-cifar10",
+            "--out",
+            str(tmp_path / "x.zarr"),
+            "--checkpoint",
+            str(tmp_path / "nope.pkl"),
+            "--data",
+            "fashion-mnist",
+            "--data-dir",
+            str(d),
+        ],
+    )
     assert result.exit_code == 1 and "nope.pkl not found" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "x.zarr").exists()
 

@@ -18,9 +18,15 @@ from dra_pipeline.teachers.songunet import EDMDenoiser, SongUNetConfig
 from tests.test_cli import assert_one_line_error
 
 TINY = SongUNetConfig(
-    img_resolution=8, img_channels=1, label_dim=3, model_channels=16, channel_mult=(1, 2), num_blocks=1,
-    attn_resolutions=(), dropout=0.0,
-)  # fmt: skip
+    img_resolution=8,
+    img_channels=1,
+    label_dim=3,
+    model_channels=16,
+    channel_mult=(1, 2),
+    num_blocks=1,
+    attn_resolutions=(),
+    dropout=0.0,
+)
 
 
 def tiny_denoiser(cfg: SongUNetConfig = TINY) -> EDMDenoiser:
@@ -188,8 +194,10 @@ def test_refuses_to_overwrite_and_unconditional_denoisers(tmp_path, denoiser):
 def test_generate_command_with_a_tiny_checkpoint(tmp_path):
     """A tiny 14 px conditional checkpoint stands in for edm-fmnist's weights (10 classes, has dec.7x7_block2)."""
     ckpt = tmp_path / "tiny.safetensors"
-    save_safetensors(tiny_denoiser(SongUNetConfig(**{**TINY.to_dict(), "img_resolution": 14, "label_dim": 10,
-                                                     "num_blocks": 2})), ckpt)  # fmt: skip
+    save_safetensors(
+        tiny_denoiser(SongUNetConfig(**{**TINY.to_dict(), "img_resolution": 14, "label_dim": 10, "num_blocks": 2})),
+        ckpt,
+    )
     out = tmp_path / "synth.npz"
     args = ["generate", "--checkpoint", str(ckpt), "--count", "12", "--out", str(out), "--steps", "2"]
     result = CliRunner().invoke(main, [*args, "--batch-size", "5"])

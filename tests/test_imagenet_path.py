@@ -20,14 +20,44 @@ def test_extract_then_train_on_a_64px_folder_with_the_tiny_lightningdit(tmp_path
     root = tmp_path / "images"
     fixtures.write_folder(root, fixtures.random_images(40, 64, 64, 3, seed=7), np.arange(40) % 4, list("abcd"))
     store = tmp_path / "s.zarr"
-    result = CliRunner().invoke(main, ["extract", "--teacher", "lightningdit-tiny", "--data", str(root), "--out",
-                                       str(store), "--rows-per-shard", "16", "--batch-size", "8", "--device", "cpu",
-                                       "--views", "clean,flip"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "extract",
+            "--teacher",
+            "lightningdit-tiny",
+            "--data",
+            str(root),
+            "--out",
+            str(store),
+            "--rows-per-shard",
+            "16",
+            "--batch-size",
+            "8",
+            "--device",
+            "cpu",
+            "--views",
+            "clean,flip",
+        ],
+    )
     assert result.exit_code == 0, result.output
     run = tmp_path / "run"
-    sets = ["model.name=wrn-16-4", "model.checkpoint=", "data.validation=8", "data.workers=3", "data.epoch_images=32",
-            "train.batch_size=8", "train.epochs=2", "attack.steps=1", "attack.val_steps=1", "data.crop_size=56",
-            "dra.hidden=32", "train.device=cpu", "train.channels_last=off", "train.precision=fp32"]  # fmt: skip
+    sets = [
+        "model.name=wrn-16-4",
+        "model.checkpoint=",
+        "data.validation=8",
+        "data.workers=3",
+        "data.epoch_images=32",
+        "train.batch_size=8",
+        "train.epochs=2",
+        "attack.steps=1",
+        "attack.val_steps=1",
+        "data.crop_size=56",
+        "dra.hidden=32",
+        "train.device=cpu",
+        "train.channels_last=off",
+        "train.precision=fp32",
+    ]
     args = ["train", "--features", str(store), "--config", "imagenet-convnext-b-dra", "--out", str(run)]
     result = CliRunner().invoke(main, args + [a for s in sets for a in ("--set", s)])
     assert result.exit_code == 0, result.output

@@ -50,13 +50,24 @@ def save_release(teacher: LightningDiTTeacher, root, *, mean=None, std=None, ema
     root.mkdir(parents=True, exist_ok=True)
     ema = {k: v.clone() for k, v in (ema_state or teacher.dit.state_dict()).items()}
     model = {k: v + 1 if v.is_floating_point() else v for k, v in ema.items()}  # the raw weights differ from the EMA
-    torch.save({"model": model, "ema": ema, "opt": {"state": {}, "param_groups": [{"lr": 2e-4, "betas": (0.9, 0.95)}]},
-                "config": {"model": {"model_type": "LightningDiT-XL/1"}}}, root / DIT_FILES[0])  # fmt: skip
+    torch.save(
+        {
+            "model": model,
+            "ema": ema,
+            "opt": {"state": {}, "param_groups": [{"lr": 2e-4, "betas": (0.9, 0.95)}]},
+            "config": {"model": {"model_type": "LightningDiT-XL/1"}},
+        },
+        root / DIT_FILES[0],
+    )
     c = teacher.vae.cfg.embed_dim
-    vae_state = {**teacher.vae.state_dict(), "decoder.conv_in.weight": torch.randn(4, c, 3, 3),
-                 "post_quant_conv.weight": torch.randn(c, c, 1, 1), "loss.logvar": torch.zeros(()),
-                 "loss.discriminator.main.0.weight": torch.randn(4, 3, 4, 4),
-                 "linear_proj.weight": torch.randn(16, c, 1, 1)}  # fmt: skip
+    vae_state = {
+        **teacher.vae.state_dict(),
+        "decoder.conv_in.weight": torch.randn(4, c, 3, 3),
+        "post_quant_conv.weight": torch.randn(c, c, 1, 1),
+        "loss.logvar": torch.zeros(()),
+        "loss.discriminator.main.0.weight": torch.randn(4, 3, 4, 4),
+        "linear_proj.weight": torch.randn(16, c, 1, 1),
+    }
     torch.save({"state_dict": vae_state, "epoch": 50, "global_step": 1000}, root / VAE_FILE)
     mean = torch.zeros(1, c, 1, 1) if mean is None else mean
     std = torch.ones(1, c, 1, 1) if std is None else std
@@ -289,8 +300,16 @@ def test_pos_embed_is_the_2d_sincos_table():
     table = sincos_2d(8, 3)  # (9, 8): columns in the first half, rows in the second
     r, c = 2, 1
     omega = [1.0, 0.01]  # 10000^(-k / 2), k = 0, 1
-    want = [math.sin(c * omega[0]), math.sin(c * omega[1]), math.cos(c * omega[0]), math.cos(c * omega[1]),
-            math.sin(r * omega[0]), math.sin(r * omega[1]), math.cos(r * omega[0]), math.cos(r * omega[1])]  # fmt: skip
+    want = [
+        math.sin(c * omega[0]),
+        math.sin(c * omega[1]),
+        math.cos(c * omega[0]),
+        math.cos(c * omega[1]),
+        math.sin(r * omega[0]),
+        math.sin(r * omega[1]),
+        math.cos(r * omega[0]),
+        math.cos(r * omega[1]),
+    ]
     torch.testing.assert_close(table[r * 3 + c], torch.tensor(want), atol=1e-6, rtol=1e-6)
 
 
@@ -317,8 +336,9 @@ def test_full_size_lightningdit_xl_has_the_published_parameter_count():
 
     # the whole XL teacher path at 256 px, shapes only: resize + crop, encode, noise, stop at blocks.14, pool
     with torch.device("meta"):
-        teacher = LightningDiTTeacher(LIGHTNINGDIT_XL, dit, vae, torch.zeros(1, 32, 1, 1), torch.ones(1, 32, 1, 1),
-                                      layer=None, noise=None, seed=0)  # fmt: skip
+        teacher = LightningDiTTeacher(
+            LIGHTNINGDIT_XL, dit, vae, torch.zeros(1, 32, 1, 1), torch.ones(1, 32, 1, 1), layer=None, noise=None, seed=0
+        )
     images = np.zeros((2, 300, 400, 3), np.uint8)
     (stream,) = teacher.layer_activations(images, [1, 999], [0, 1])
     assert stream.shape == (2, 256, 1152) and teacher(images, [1, 999], [0, 1], VIEWS).shape == (2, 3, 1152)
@@ -335,9 +355,27 @@ def folder(tmp_path):
 
 def test_extract_runs_end_to_end_on_an_image_folder(tmp_path, folder):
     out = tmp_path / "s.zarr"
-    args = ["extract", "--teacher", "lightningdit-tiny", "--data", str(folder), "--out", str(out),
-            "--rows-per-shard", "8", "--batch-size", "4", "--device", "cpu", "--views", "clean,flip",
-            "--zero-channels", "3,17", "--dtype", "float32"]  # fmt: skip
+    args = [
+        "extract",
+        "--teacher",
+        "lightningdit-tiny",
+        "--data",
+        str(folder),
+        "--out",
+        str(out),
+        "--rows-per-shard",
+        "8",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "--views",
+        "clean,flip",
+        "--zero-channels",
+        "3,17",
+        "--dtype",
+        "float32",
+    ]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     store = FeatureStore.open(out)
@@ -362,15 +400,43 @@ def test_massive_channel_is_detected_and_zeroed(tiny, tmp_path, folder):
     state["x_embedder.proj.bias"] = state["x_embedder.proj.bias"].clone().index_fill(0, torch.tensor([41]), 500.0)
     save_release(tiny, tmp_path / "rel", ema_state=state)
     ckpt = tmp_path / "rel" / DIT_FILES[0]
-    report = CliRunner().invoke(main, ["teacher", "massive-channels", "--teacher", "lightningdit-tiny",
-                                       "--checkpoint", str(ckpt), "--data", str(folder), "--n", "6"],
-                                catch_exceptions=False)  # fmt: skip
+    report = CliRunner().invoke(
+        main,
+        [
+            "teacher",
+            "massive-channels",
+            "--teacher",
+            "lightningdit-tiny",
+            "--checkpoint",
+            str(ckpt),
+            "--data",
+            str(folder),
+            "--n",
+            "6",
+        ],
+        catch_exceptions=False,
+    )
     assert report.exit_code == 0, report.output
     assert "massive (> 20x median): 41" in report.output and "blocks.2 t=0.9" in report.output
 
     out = tmp_path / "s.zarr"
-    args = ["extract", "--teacher", "lightningdit-tiny", "--checkpoint", str(ckpt), "--data", str(folder), "--out",
-            str(out), "--rows-per-shard", "8", "--device", "cpu", "--zero-channels", "auto"]  # fmt: skip
+    args = [
+        "extract",
+        "--teacher",
+        "lightningdit-tiny",
+        "--checkpoint",
+        str(ckpt),
+        "--data",
+        str(folder),
+        "--out",
+        str(out),
+        "--rows-per-shard",
+        "8",
+        "--device",
+        "cpu",
+        "--zero-channels",
+        "auto",
+    ]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     store = FeatureStore.open(out)

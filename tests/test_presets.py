@@ -77,9 +77,12 @@ def test_ema_warms_up_and_copies_bn_statistics():
 
 @pytest.mark.parametrize(
     ("preset", "attack_steps", "dataset", "side", "dim"),
-    [("dmat-cifar10-1m-wrn28-10-dra", 10, "cifar10", 32, 256), ("vit-b2-cifar10", 1, "cifar10", 32, 256),
-     pytest.param("imagenet-convnext-b-dra", 3, "imagenet", 224, 1152, marks=pytest.mark.slow)],
-)  # fmt: skip
+    [
+        ("dmat-cifar10-1m-wrn28-10-dra", 10, "cifar10", 32, 256),
+        ("vit-b2-cifar10", 1, "cifar10", 32, 256),
+        pytest.param("imagenet-convnext-b-dra", 3, "imagenet", 224, 1152, marks=pytest.mark.slow),
+    ],
+)
 def test_one_trades_dra_step_at_full_model_size(preset, attack_steps, dataset, side, dim):
     cfg = load_config(preset)
     torch.manual_seed(0)
@@ -89,8 +92,17 @@ def test_one_trades_dra_step_at_full_model_size(preset, attack_steps, dataset, s
     x, y, target = torch.rand(2, 3, side, side), torch.tensor([3, 7]), torch.randn(2, dim)
     before = [p.detach().clone() for p in model.parameters()]
     a = cfg.attack
-    out = trades(model.train(), x, y, eps=a.eps, step=a.step, steps=attack_steps, beta=cfg.train.beta,
-                 label_smoothing=cfg.train.label_smoothing, generator=torch.Generator().manual_seed(0))  # fmt: skip
+    out = trades(
+        model.train(),
+        x,
+        y,
+        eps=a.eps,
+        step=a.step,
+        steps=attack_steps,
+        beta=cfg.train.beta,
+        label_smoothing=cfg.train.label_smoothing,
+        generator=torch.Generator().manual_seed(0),
+    )
     loss = out.loss + cfg.dra.weight * alignment_loss(state.head(out.features_adv), target)
     state.optimizer.zero_grad()
     loss.backward()

@@ -32,8 +32,17 @@ def test_pgd_stays_in_the_ball_and_range_and_is_seeded():
     runs = []
     for _ in range(2):
         g = torch.Generator().manual_seed(3)
-        runs.append(pgd_linf(model, x, lambda o: F.cross_entropy(o, y), eps=0.1, step=0.025, steps=5,
-                             random_start=uniform_start(0.1, g)))  # fmt: skip
+        runs.append(
+            pgd_linf(
+                model,
+                x,
+                lambda o: F.cross_entropy(o, y),
+                eps=0.1,
+                step=0.025,
+                steps=5,
+                random_start=uniform_start(0.1, g),
+            )
+        )
     x_adv = runs[0]
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
     assert (x_adv - x).abs().max() > 0.09, "the attack must use its budget"
@@ -77,8 +86,16 @@ def test_trades_matches_its_formula_and_updates_bn_only_in_the_outer_forwards():
 def test_pgd_at_loss_is_ce_on_adversarial_logits():
     model = small_model()
     x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
-    out = pgd_at(model.train(), x, y, eps=0.1, step=0.025, steps=2, label_smoothing=0.0,
-                 generator=torch.Generator().manual_seed(0))  # fmt: skip
+    out = pgd_at(
+        model.train(),
+        x,
+        y,
+        eps=0.1,
+        step=0.025,
+        steps=2,
+        label_smoothing=0.0,
+        generator=torch.Generator().manual_seed(0),
+    )
     torch.testing.assert_close(out.loss, F.cross_entropy(out.logits_adv, y))
 
 
@@ -95,10 +112,14 @@ def test_alignment_loss_and_head():
 
 @pytest.mark.parametrize(
     ("name", "dataset", "channels", "side", "dim", "params_m"),
-    [("wrn-28-10", "cifar10", 3, 32, 640, 36.48), ("preact-resnet-18", "cifar10", 3, 32, 512, 11.17),
-     ("small-cnn", "fashion-mnist", 1, 28, 200, 0.31), ("small-cnn-16", "fashion-mnist", 1, 28, 200, 0.16),
-     ("wrn-16-4", "fashion-mnist", 1, 28, 256, 2.75)],
-)  # fmt: skip
+    [
+        ("wrn-28-10", "cifar10", 3, 32, 640, 36.48),
+        ("preact-resnet-18", "cifar10", 3, 32, 512, 11.17),
+        ("small-cnn", "fashion-mnist", 1, 28, 200, 0.31),
+        ("small-cnn-16", "fashion-mnist", 1, 28, 200, 0.16),
+        ("wrn-16-4", "fashion-mnist", 1, 28, 256, 2.75),
+    ],
+)
 def test_models_shapes_and_sizes(name, dataset, channels, side, dim, params_m):
     model = create_model(name, dataset=dataset, num_classes=10, in_channels=channels)
     assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(params_m, abs=0.01)

@@ -9,8 +9,15 @@ from tests import evaluation_models as em
 
 CONFIG = SanityConfig(n=64, square_queries=300)  # Square's budget cut from 5000 to keep the test fast
 X, Y = em.synthetic(64)
-CHECKS = {"eps-grid", "chance-at-large-eps", "more-steps", "white-box-vs-square", "repeatable", "batch-size-invariant",
-          "autoattack-flags"}  # fmt: skip
+CHECKS = {
+    "eps-grid",
+    "chance-at-large-eps",
+    "more-steps",
+    "white-box-vs-square",
+    "repeatable",
+    "batch-size-invariant",
+    "autoattack-flags",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -24,8 +31,19 @@ def one_thread():
 
 def sanity(model, eps, flags=()):
     torch.manual_seed(0)  # the random layer's draws
-    checks = run_sanity(model, X, Y, torch.arange(len(X)), norm="Linf", eps=eps, seed=0, device="cpu", batch_size=64,
-                        config=CONFIG, flags=flags)  # fmt: skip
+    checks = run_sanity(
+        model,
+        X,
+        Y,
+        torch.arange(len(X)),
+        norm="Linf",
+        eps=eps,
+        seed=0,
+        device="cpu",
+        batch_size=64,
+        config=CONFIG,
+        flags=flags,
+    )
     return {c.name: c for c in checks}
 
 
@@ -40,15 +58,27 @@ def test_sensible_model_passes_every_check(eps):
 
 # model, eps, checks that must fail, text the AutoAttack flags must contain
 BROKEN = {
-    "rounded inputs": (lambda: em.Rounded(em.sensible()), 0.1,
-                       {"chance-at-large-eps", "white-box-vs-square", "autoattack-flags"}, "zero gradient"),
+    "rounded inputs": (
+        lambda: em.Rounded(em.sensible()),
+        0.1,
+        {"chance-at-large-eps", "white-box-vs-square", "autoattack-flags"},
+        "zero gradient",
+    ),
     "softmax outputs": (lambda: em.Softmax(em.sensible()), 0.1, {"autoattack-flags"}, "probability distribution"),
-    "random layer": (lambda: em.Noisy(em.sensible()), 0.1,
-                     {"repeatable", "batch-size-invariant", "autoattack-flags"}, "randomized defense"),
+    "random layer": (
+        lambda: em.Noisy(em.sensible()),
+        0.1,
+        {"repeatable", "batch-size-invariant", "autoattack-flags"},
+        "randomized defense",
+    ),
     "batch norm in train mode": (em.bn_in_train_mode, 0.1, {"batch-size-invariant"}, None),
-    "memorising past tau": (lambda: em.Memorising(em.sensible(), X, Y, tau=0.15), 0.2,
-                            {"eps-grid", "more-steps", "chance-at-large-eps"}, None),
-}  # fmt: skip
+    "memorising past tau": (
+        lambda: em.Memorising(em.sensible(), X, Y, tau=0.15),
+        0.2,
+        {"eps-grid", "more-steps", "chance-at-large-eps"},
+        None,
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(BROKEN))

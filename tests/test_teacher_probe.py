@@ -72,8 +72,9 @@ def test_probe_table_shape_and_pixel_baseline(tmp_path):
     train_rows, test_rows = subset_rows(0, 40, 32, seed=0), subset_rows(40, 60, 16, seed=0)
     assert len(set(train_rows)) == 32 and test_rows.min() >= 40
     t = create_teacher("tiny-gray")
-    table = probe(t, images, train_rows, test_rows, layers=LAYERS, noises=[0.05, 0.5, 2.0], batch_size=7,
-                  teacher_labels="true")  # fmt: skip
+    table = probe(
+        t, images, train_rows, test_rows, layers=LAYERS, noises=[0.05, 0.5, 2.0], batch_size=7, teacher_labels="true"
+    )
     assert table.accuracy.shape == (2, 3) and ((table.accuracy >= 0) & (table.accuracy <= 1)).all()
     assert table.pixels == 1.0 and (table.n_train, table.n_test) == (32, 16)
     lines = table.markdown().splitlines()
@@ -85,8 +86,15 @@ def test_grid_features_equal_the_teacher_call_at_each_layer_and_level(tmp_path):
     """One pass per level for several layers gives what `teacher(...)` gives for each (layer, level) alone."""
     images = npz_images(tmp_path)
     rows = np.array([3, 41, 7, 50, 12])
-    grid = grid_features(create_teacher("tiny-gray", seed=4), images, rows, layers=LAYERS, noises=[0.1, 0.7],
-                         batch_size=2, teacher_labels="true")  # fmt: skip
+    grid = grid_features(
+        create_teacher("tiny-gray", seed=4),
+        images,
+        rows,
+        layers=LAYERS,
+        noises=[0.1, 0.7],
+        batch_size=2,
+        teacher_labels="true",
+    )
     pixels, labels = images.read(rows)
     for layer in LAYERS:
         for noise in (0.1, 0.7):
@@ -134,8 +142,24 @@ def test_zeroed_channels_read_zero_and_detection_sees_through_them():
 
 def test_probe_command_on_named_dataset(fmnist_dir):
     d, _ = fmnist_dir
-    args = ["teacher", "probe", "--teacher", "tiny-gray", "--data-dir", str(d), "--layers", ",".join(LAYERS),
-            "--sigmas", "0.1,0.5", "--train-n", "30", "--test-n", "12", "--batch-size", "16"]  # fmt: skip
+    args = [
+        "teacher",
+        "probe",
+        "--teacher",
+        "tiny-gray",
+        "--data-dir",
+        str(d),
+        "--layers",
+        ",".join(LAYERS),
+        "--sigmas",
+        "0.1,0.5",
+        "--train-n",
+        "30",
+        "--test-n",
+        "12",
+        "--batch-size",
+        "16",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     table = [line for line in result.output.splitlines() if line.startswith("|")]
@@ -152,8 +176,21 @@ def test_probe_command_needs_test_data_for_a_file_source(tmp_path):
     runner = CliRunner()
     bad = runner.invoke(main, ["teacher", "probe", "--teacher", "tiny-gray", "--data", str(tmp_path / "train.npz")])
     assert bad.exit_code != 0 and "--test-data" in bad.output
-    too_many = runner.invoke(main, ["teacher", "probe", "--teacher", "tiny-gray", "--data", str(tmp_path / "train.npz"),
-                                    "--test-data", str(tmp_path / "test.npz"), "--train-n", "41"])  # fmt: skip
+    too_many = runner.invoke(
+        main,
+        [
+            "teacher",
+            "probe",
+            "--teacher",
+            "tiny-gray",
+            "--data",
+            str(tmp_path / "train.npz"),
+            "--test-data",
+            str(tmp_path / "test.npz"),
+            "--train-n",
+            "41",
+        ],
+    )
     assert too_many.exit_code == 1 and "asked for 41 images from a source of 40" in too_many.output
 
 

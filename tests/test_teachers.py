@@ -11,8 +11,16 @@ from dra_pipeline.teachers import create_teacher, teacher_spec
 from dra_pipeline.teachers.base import EXTRA_SIGMA_LOG_MEAN, EXTRA_SIGMA_LOG_STD
 from dra_pipeline.teachers.songunet import EDMDenoiser, Preconditioning, SongUNetConfig
 
-TINY = SongUNetConfig(img_resolution=8, img_channels=1, label_dim=3, model_channels=16, channel_mult=(1, 2),
-                      num_blocks=1, attn_resolutions=(4,), dropout=0.0)  # fmt: skip
+TINY = SongUNetConfig(
+    img_resolution=8,
+    img_channels=1,
+    label_dim=3,
+    model_channels=16,
+    channel_mult=(1, 2),
+    num_blocks=1,
+    attn_resolutions=(4,),
+    dropout=0.0,
+)
 
 
 @pytest.mark.parametrize("sigma", [0.002, 0.06, 0.5, 1.0, 80.0])
@@ -72,8 +80,12 @@ def test_features_do_not_depend_on_batch_composition():
     images = np.random.default_rng(0).integers(0, 256, (12, 28, 28, 1), dtype=np.uint8)
     labels, rows = np.arange(12) % 10, np.arange(100, 112)
     whole = teacher(images, labels, rows, views=("clean", "extra-sigma"))
-    parts = torch.cat([teacher(images[i : i + 5], labels[i : i + 5], rows[i : i + 5], views=("clean", "extra-sigma"))
-                       for i in range(0, 12, 5)])  # fmt: skip
+    parts = torch.cat(
+        [
+            teacher(images[i : i + 5], labels[i : i + 5], rows[i : i + 5], views=("clean", "extra-sigma"))
+            for i in range(0, 12, 5)
+        ]
+    )
     reversed_ = teacher(images[::-1], labels[::-1], rows[::-1], views=("clean", "extra-sigma")).flip(0)
     torch.testing.assert_close(parts, whole, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(reversed_, whole, atol=1e-5, rtol=1e-5)

@@ -17,8 +17,20 @@ from dra_pipeline.cli import main
 from tests import fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--set", "data.validation=16", "--set", "data.epoch_images=64", "--set", "train.batch_size=16",
-        "--set", "attack.steps=2", "--set", "attack.val_steps=2", "--set", "dra.hidden=32"]  # fmt: skip
+FAST = [
+    "--set",
+    "data.validation=16",
+    "--set",
+    "data.epoch_images=64",
+    "--set",
+    "train.batch_size=16",
+    "--set",
+    "attack.steps=2",
+    "--set",
+    "attack.val_steps=2",
+    "--set",
+    "dra.hidden=32",
+]
 
 
 @pytest.fixture
@@ -29,16 +41,44 @@ def fmnist(tmp_path):
 
 
 def extract_store(d, out, *extra):
-    args = ["extract", "--teacher", "tiny-gray", "--data", "fashion-mnist", "--data-dir", str(d), "--out", str(out),
-            "--rows-per-shard", "32", "--batch-size", "16", "--device", "cpu", *extra]  # fmt: skip
+    args = [
+        "extract",
+        "--teacher",
+        "tiny-gray",
+        "--data",
+        "fashion-mnist",
+        "--data-dir",
+        str(d),
+        "--out",
+        str(out),
+        "--rows-per-shard",
+        "32",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        *extra,
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
 
 
 def train_args(d, out, *extra, epochs=2, features=None):
     store = ["--features", str(features)] if features else []
-    return ["train", *store, "--config", "fmnist-cpu", "--data-dir", str(d), "--out", str(out), *FAST,
-            "--set", f"train.epochs={epochs}", *extra]  # fmt: skip
+    return [
+        "train",
+        *store,
+        "--config",
+        "fmnist-cpu",
+        "--data-dir",
+        str(d),
+        "--out",
+        str(out),
+        *FAST,
+        "--set",
+        f"train.epochs={epochs}",
+        *extra,
+    ]
 
 
 def test_baseline_run_writes_config_stats_and_checkpoints(tmp_path, fmnist):
@@ -83,15 +123,17 @@ def test_flipped_images_get_the_flip_view(tmp_path, fmnist):
     np.testing.assert_array_equal(batch.targets[batch.flipped].numpy(), feats[batch.flipped, 1])
     np.testing.assert_array_equal(batch.targets[~batch.flipped].numpy(), feats[~batch.flipped, 0])
     raw, _ = images.read(batch.rows)
-    np.testing.assert_array_equal((batch.images[batch.flipped] * 255).round().byte().permute(0, 2, 3, 1).numpy(),
-                                  raw[batch.flipped][:, :, ::-1])  # fmt: skip
+    np.testing.assert_array_equal(
+        (batch.images[batch.flipped] * 255).round().byte().permute(0, 2, 3, 1).numpy(), raw[batch.flipped][:, :, ::-1]
+    )
 
 
 def test_sampler_fractions_and_determinism():
     from dra_pipeline.data.batches import BatchPlan
 
-    plan = BatchPlan(np.arange(100), np.arange(100, 1100), batch_size=50, synthetic_fraction=0.7,
-                     steps_per_epoch=4, seed=3)  # fmt: skip
+    plan = BatchPlan(
+        np.arange(100), np.arange(100, 1100), batch_size=50, synthetic_fraction=0.7, steps_per_epoch=4, seed=3
+    )
     rows = np.stack([plan.rows(0, i) for i in range(4)])
     assert ((rows >= 100).sum(1) == 35).all() and ((rows < 100).sum(1) == 15).all()
     real = rows[rows < 100]
@@ -146,8 +188,13 @@ def test_config_mismatch_and_bad_stores_are_refused(tmp_path, fmnist):
 
 
 def _train_subprocess(args):
-    return subprocess.Popen([sys.executable, "-m", "dra_pipeline", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "dra_pipeline", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -190,8 +237,22 @@ def test_train_never_builds_a_teacher(tmp_path, fmnist):
 
     ckpt = tmp_path / "teacher.safetensors"
     shutil.copy(WEIGHTS_DIR / "edm-fmnist.safetensors", ckpt)
-    result = CliRunner().invoke(main, ["extract", "--teacher", "edm-fmnist", "--checkpoint", str(ckpt), "--data-dir",
-                                       str(fmnist), "--out", str(tmp_path / "f.zarr"), "--device", "cpu"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "extract",
+            "--teacher",
+            "edm-fmnist",
+            "--checkpoint",
+            str(ckpt),
+            "--data-dir",
+            str(fmnist),
+            "--out",
+            str(tmp_path / "f.zarr"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     ckpt.unlink()
     args = train_args(fmnist, tmp_path / "run", "--lambda", "0.5", epochs=1, features=tmp_path / "f.zarr")

@@ -43,8 +43,9 @@ class Views:
         return float((self.adv_logits.argmax(1) == self.y).double().mean())
 
 
-def pgd_views(model: Classifier, x: Tensor, y: Tensor, *, eps: float, steps: int = PGD_STEPS, seed: int = 0,
-              batch_size: int = 256) -> Views:  # fmt: skip
+def pgd_views(
+    model: Classifier, x: Tensor, y: Tensor, *, eps: float, steps: int = PGD_STEPS, seed: int = 0, batch_size: int = 256
+) -> Views:
     """Clean and PGD representations of (x (N, C, H, W) in [0, 1], y (N,)) with `model` in eval mode."""
     device = next(model.parameters()).device
     was_training = model.training
@@ -54,9 +55,15 @@ def pgd_views(model: Classifier, x: Tensor, y: Tensor, *, eps: float, steps: int
         for a in range(0, len(x), batch_size):
             xb, yb = x[a : a + batch_size].to(device), y[a : a + batch_size].to(device)
             g = torch.Generator(device=device).manual_seed(batch_seed(seed, a))
-            x_adv = pgd_linf(model, xb, lambda logits, yb=yb: F.cross_entropy(logits, yb), eps=eps,
-                             step=STEP_FACTOR * eps / max(steps, 1), steps=steps,
-                             random_start=uniform_start(eps, g))  # fmt: skip
+            x_adv = pgd_linf(
+                model,
+                xb,
+                lambda logits, yb=yb: F.cross_entropy(logits, yb),
+                eps=eps,
+                step=STEP_FACTOR * eps / max(steps, 1),
+                steps=steps,
+                random_start=uniform_start(eps, g),
+            )
             with torch.no_grad():
                 logits, feats = model.forward_with_features(xb)
                 adv_logits, adv_feats = model.forward_with_features(x_adv)
@@ -74,8 +81,9 @@ def representations(model: Classifier, x: Tensor, *, batch_size: int = 512) -> T
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model.features(x[a : a + batch_size].to(device)).float().cpu()
-                          for a in range(0, len(x), batch_size)])  # fmt: skip
+        return torch.cat(
+            [model.features(x[a : a + batch_size].to(device)).float().cpu() for a in range(0, len(x), batch_size)]
+        )
     finally:
         model.train(was_training)
 

@@ -39,8 +39,9 @@ def alignment_uniformity(points: Sequence[dict], distances: dict[str, np.ndarray
     return fig
 
 
-def cls_dimension(ks: np.ndarray, clean: np.ndarray, adv: np.ndarray | None, explained: np.ndarray,
-                  marks: dict[str, int], n: int) -> Figure:  # fmt: skip
+def cls_dimension(
+    ks: np.ndarray, clean: np.ndarray, adv: np.ndarray | None, explained: np.ndarray, marks: dict[str, int], n: int
+) -> Figure:
     """Accuracy with the top-k principal components (clean, adversarial), marks: label -> k; explained variance."""
     fig = Figure(figsize=(10, 4.2), dpi=DPI, layout="constrained")
     ax, ex = fig.subplots(1, 2)

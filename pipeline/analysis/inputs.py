@@ -55,8 +55,16 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
 
 
-def load_inputs(run: str | Path, *, features: str | Path | None, n: int, seed: int, what: tuple[str, ...],
-                data_dir=None, device: str = "cpu") -> AnalysisInputs:  # fmt: skip
+def load_inputs(
+    run: str | Path,
+    *,
+    features: str | Path | None,
+    n: int,
+    seed: int,
+    what: tuple[str, ...],
+    data_dir=None,
+    device: str = "cpu",
+) -> AnalysisInputs:
     """Everything `analyze` needs for the run directory `run`; user errors raise DraError with one line."""
     run = Path(run)
     if not run.is_dir():
@@ -87,10 +95,14 @@ def load_inputs(run: str | Path, *, features: str | Path | None, n: int, seed: i
     test_source = open_source(f"{dataset}:test", data_dir=data_dir)
     train_rows = subset_rows(0, limit, min(n, limit), seed)
     test_index = subset_rows(0, len(test_source), min(n, len(test_source)), seed)
-    train = Labelled(to_tensor(train_source.read(train_rows)), torch.from_numpy(train_source.labels[train_rows]),
-                     train_rows)  # fmt: skip
-    test = Labelled(to_tensor(test_source.read(test_index)), torch.from_numpy(test_source.labels[test_index]),
-                    len(train_source) + test_index)  # fmt: skip
+    train = Labelled(
+        to_tensor(train_source.read(train_rows)), torch.from_numpy(train_source.labels[train_rows]), train_rows
+    )
+    test = Labelled(
+        to_tensor(test_source.read(test_index)),
+        torch.from_numpy(test_source.labels[test_index]),
+        len(train_source) + test_index,
+    )
     if store is not None:
         stored = store.read(train_rows).astype(np.float32)
         wants_teacher = any(w in what for w in (*NEEDS_TEACHER, "align-uniform"))
@@ -109,13 +121,21 @@ def teacher_from_store(store: FeatureStore, path: Path, device: str) -> Teacher:
     prov = store.provenance
     if "teacher" not in prov or "layer" not in prov:
         raise DraError(f"{path}: the store records no teacher provenance")
-    teacher = create_teacher(prov["teacher"], checkpoint=prov.get("checkpoint") or None, layer=prov["layer"],
-                             noise=prov.get("noise"), seed=prov.get("seed", 0),
-                             zero_channels=prov.get("zeroed_channels", ()), device=device)  # fmt: skip
+    teacher = create_teacher(
+        prov["teacher"],
+        checkpoint=prov.get("checkpoint") or None,
+        layer=prov["layer"],
+        noise=prov.get("noise"),
+        seed=prov.get("seed", 0),
+        zero_channels=prov.get("zeroed_channels", ()),
+        device=device,
+    )
     want = prov.get("checkpoint_sha256")
     if want and teacher.checkpoint_sha256 != want:
-        raise DraError(f"the teacher's weights ({teacher.checkpoint_path or 'packaged'}) differ from the store's "
-                       f"(sha256 {want[:12]}...)")  # fmt: skip
+        raise DraError(
+            f"the teacher's weights ({teacher.checkpoint_path or 'packaged'}) differ from the store's "
+            f"(sha256 {want[:12]}...)"
+        )
     return teacher
 
 
@@ -139,5 +159,7 @@ def _check_source(store: FeatureStore, path: Path, have: dict) -> None:
         if key == "offset":
             continue
         if key in want and key in have and want[key] != have[key]:
-            raise DraError(f"{path}: sources[0].{key} is {want[key]!r} in the store but {have[key]!r} in the data "
-                           "found now; the data changed since extraction")  # fmt: skip
+            raise DraError(
+                f"{path}: sources[0].{key} is {want[key]!r} in the store but {have[key]!r} in the data "
+                "found now; the data changed since extraction"
+            )

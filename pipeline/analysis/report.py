@@ -41,8 +41,14 @@ def write_report(analysis, out: Path, header: dict) -> list[Path]:
         data = buffer.getvalue()
         atomic_write(path, lambda tmp, data=data: tmp.write_bytes(data))
         written.append(path)
-    record = {**header, "accuracy": analysis.accuracy, "results": analysis.metrics, "notes": analysis.notes,
-              "seconds": analysis.seconds, "figures": {k: FIGURE_FILES[k] for k in analysis.figures}}  # fmt: skip
+    record = {
+        **header,
+        "accuracy": analysis.accuracy,
+        "results": analysis.metrics,
+        "notes": analysis.notes,
+        "seconds": analysis.seconds,
+        "figures": {k: FIGURE_FILES[k] for k in analysis.figures},
+    }
     atomic_write_text(out / "analysis.json", json.dumps(_clean(record), indent=1) + "\n")
     atomic_write_text(out / "analysis.md", markdown(analysis, header))
     return [*written, out / "analysis.json", out / "analysis.md"]
@@ -85,8 +91,10 @@ def markdown(analysis, header: dict) -> str:
     ]
     acc = analysis.accuracy
     if acc:
-        lines.append(f"- classifier on these test images: clean {_pct(acc['clean'])}, PGD-{acc['pgd_steps']} "
-                     f"{_pct(acc['pgd'])} (n = {acc['n']})")  # fmt: skip
+        lines.append(
+            f"- classifier on these test images: clean {_pct(acc['clean'])}, PGD-{acc['pgd_steps']} "
+            f"{_pct(acc['pgd'])} (n = {acc['n']})"
+        )
     for note in header.get("notes", []):
         lines.append(f"- note: {note}")
     for name, title in TITLES.items():
@@ -111,8 +119,10 @@ def _align_uniform(m: dict) -> list[str]:
         "|---|---|---:|---:|---:|",
     ]
     for key, r in m.items():
-        out.append(f"| {key.replace('_', ' ')} | {r.get('positive_pairs') or '-'} | {_num(r.get('alignment'), 4)} "
-                   f"| {_num(r.get('uniformity'), 3)} | {r.get('n')} |")  # fmt: skip
+        out.append(
+            f"| {key.replace('_', ' ')} | {r.get('positive_pairs') or '-'} | {_num(r.get('alignment'), 4)} "
+            f"| {_num(r.get('uniformity'), 3)} | {r.get('n')} |"
+        )
     if "uniformity_adversarial" in m.get("classifier", {}):
         value = m["classifier"]["uniformity_adversarial"]
         out += ["", f"Uniformity of the classifier's PGD representations: {value:.3f}."]
@@ -175,8 +185,10 @@ def _frequency(m: dict) -> list[str]:
         if label == "n":
             continue
         fy, fx = r["peak_cycles_per_pixel"]
-        out.append(f"| {label} | {r['mean_radius_cycles_per_pixel']:.3f} | "
-                   f"{_pct(r['high_frequency_share_above_0.25'])} | ({fy:.3f}, {fx:.3f}) |")  # fmt: skip
+        out.append(
+            f"| {label} | {r['mean_radius_cycles_per_pixel']:.3f} | "
+            f"{_pct(r['high_frequency_share_above_0.25'])} | ({fy:.3f}, {fx:.3f}) |"
+        )
     return out
 
 

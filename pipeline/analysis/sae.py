@@ -69,8 +69,9 @@ class SAEResult:
         return {"ks": list(self.ks), "latents": self.latents, "nmse": self.nmse, "train_nmse": self.train_nmse}
 
 
-def train_sae(x: Tensor, k: int, *, latents: int, steps: int = STEPS, batch: int = BATCH, lr: float = LR,
-              seed: int = 0) -> TopKSAE:  # fmt: skip
+def train_sae(
+    x: Tensor, k: int, *, latents: int, steps: int = STEPS, batch: int = BATCH, lr: float = LR, seed: int = 0
+) -> TopKSAE:
     """Fit a TopK SAE to rows of x (N, D) (already scaled); deterministic given seed."""
     g = torch.Generator().manual_seed(seed)
     x = x.float()
@@ -88,8 +89,16 @@ def train_sae(x: Tensor, k: int, *, latents: int, steps: int = STEPS, batch: int
     return sae.eval().requires_grad_(False)
 
 
-def sae_sweep(train: Tensor, evaluate: dict[str, Tensor], ks: Sequence[int], *, expansion: int = EXPANSION,
-              steps: int = STEPS, lr: float = LR, seed: int = 0) -> SAEResult:  # fmt: skip
+def sae_sweep(
+    train: Tensor,
+    evaluate: dict[str, Tensor],
+    ks: Sequence[int],
+    *,
+    expansion: int = EXPANSION,
+    steps: int = STEPS,
+    lr: float = LR,
+    seed: int = 0,
+) -> SAEResult:
     """One SAE per k on `train` (N, D); NMSE on train and on each evaluation set (name -> (n, D))."""
     train = train.float()
     scale = (train - train.mean(0)).square().mean().sqrt().clamp_min(1e-12)  # scalar: NMSE is unchanged by it

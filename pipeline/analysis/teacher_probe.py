@@ -49,8 +49,12 @@ def teacher_features(teacher: Teacher, x: Tensor, rows: np.ndarray) -> Tensor:
 def batched_teacher_features(teacher: Teacher, x: Tensor, rows: np.ndarray, *, batch_size: int = 128) -> Tensor:
     """teacher_features without gradients, in batches: (N, dim) float32 on the CPU."""
     with torch.no_grad():
-        return torch.cat([teacher_features(teacher, x[a : a + batch_size], rows[a : a + batch_size]).float().cpu()
-                          for a in range(0, len(x), batch_size)])  # fmt: skip
+        return torch.cat(
+            [
+                teacher_features(teacher, x[a : a + batch_size], rows[a : a + batch_size]).float().cpu()
+                for a in range(0, len(x), batch_size)
+            ]
+        )
 
 
 class _ProbedTeacher(nn.Module):
@@ -80,9 +84,18 @@ class TeacherProbeResult:
         return dict(self.__dict__)
 
 
-def teacher_probe(teacher: Teacher, train: tuple[Tensor, Tensor, np.ndarray], test: tuple[Tensor, Tensor, np.ndarray],
-                  *, num_classes: int, eps: float, n_attack: int, steps: int = PGD_STEPS, seed: int = 0,
-                  batch_size: int = 64) -> TeacherProbeResult:  # fmt: skip
+def teacher_probe(
+    teacher: Teacher,
+    train: tuple[Tensor, Tensor, np.ndarray],
+    test: tuple[Tensor, Tensor, np.ndarray],
+    *,
+    num_classes: int,
+    eps: float,
+    n_attack: int,
+    steps: int = PGD_STEPS,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> TeacherProbeResult:
     """Fit on train = (x (N, C, H, W) in [0, 1], y (N,), rows (N,)), score on test (same form); attack the first
     n_attack test images with L-inf PGD (CE on the probe's logits) through the teacher."""
     probe = fit_linear_probe(batched_teacher_features(teacher, train[0], train[2]), train[1], num_classes=num_classes)
@@ -97,14 +110,25 @@ def teacher_probe(teacher: Teacher, train: tuple[Tensor, Tensor, np.ndarray], te
         model = _ProbedTeacher(teacher, on_device, rows[a:b])
         yb = y[a:b].to(teacher.device)
         g = torch.Generator(device=teacher.device).manual_seed(batch_seed(seed, a))
-        x_adv = pgd_linf(model, x[a:b].to(teacher.device), lambda logits, yb=yb: F.cross_entropy(logits, yb),
-                         eps=eps, step=STEP_FACTOR * eps / max(steps, 1), steps=steps,
-                         random_start=uniform_start(eps, g))  # fmt: skip
+        x_adv = pgd_linf(
+            model,
+            x[a:b].to(teacher.device),
+            lambda logits, yb=yb: F.cross_entropy(logits, yb),
+            eps=eps,
+            step=STEP_FACTOR * eps / max(steps, 1),
+            steps=steps,
+            random_start=uniform_start(eps, g),
+        )
         with torch.no_grad():
             robust += int((model(x_adv).argmax(1) == yb).sum())
     return TeacherProbeResult(
-        n_train=len(train[0]), n_test=len(x), n_attack=n_attack, clean=float(correct.mean()),
+        n_train=len(train[0]),
+        n_test=len(x),
+        n_attack=n_attack,
+        clean=float(correct.mean()),
         clean_attacked=float(correct[:n_attack].mean()) if n_attack else float("nan"),
-        pgd=robust / n_attack if n_attack else float("nan"), eps=eps, steps=steps,
+        pgd=robust / n_attack if n_attack else float("nan"),
+        eps=eps,
+        steps=steps,
         teacher_labels="class 0 for every image" if teacher.spec.label_dim else "unconditional",
-    )  # fmt: skip
+    )

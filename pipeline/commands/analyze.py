@@ -22,13 +22,19 @@ def _what(_ctx, _param, value: str) -> tuple[str, ...]:
 @click.command("analyze")
 @click.option("--run", type=click.Path(path_type=Path), help="Run directory (default: the newest under runs/).")
 @click.option("--features", type=click.Path(path_type=Path), help="Feature store (default: the run's own).")
-@click.option("--what", default=",".join(ANALYSES), show_default=True, callback=_what,
-              help="Comma-separated analyses to run.")  # fmt: skip
+@click.option(
+    "--what", default=",".join(ANALYSES), show_default=True, callback=_what, help="Comma-separated analyses to run."
+)
 @click.option("--n", type=int, default=1000, show_default=True, help="Test images, and training images, used.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Image subsets, attack starts, SAE init.")
 @click.option("--pgd-steps", type=int, default=20, show_default=True, help="PGD iterations at the run's eps.")
-@click.option("--probe-n", type=int, default=200, show_default=True,
-              help="Test images attacked through the teacher (teacher-probe).")  # fmt: skip
+@click.option(
+    "--probe-n",
+    type=int,
+    default=200,
+    show_default=True,
+    help="Test images attacked through the teacher (teacher-probe).",
+)
 @click.option("--sae-steps", type=int, default=500, show_default=True, help="Adam steps per sparse autoencoder.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN/analysis).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
@@ -58,21 +64,47 @@ def analyze(run, features, what, n, seed, pgd_steps, probe_n, sae_steps, out, de
     info = inputs.classifier.info
     settings = Settings(what=what, seed=seed, pgd_steps=pgd_steps, probe_attack_n=probe_n, sae_steps=sae_steps)
     views = tuple(inputs.store.layout.views) if inputs.store is not None else ("clean",)
-    result = run_analyses(inputs.classifier.model, eps=info["eps"], num_classes=info["num_classes"], test=inputs.test,
-                          train=inputs.train, stored=inputs.stored, views=views, teacher=inputs.teacher,
-                          settings=settings, log=lambda msg: click.echo(msg, err=True))  # fmt: skip
+    result = run_analyses(
+        inputs.classifier.model,
+        eps=info["eps"],
+        num_classes=info["num_classes"],
+        test=inputs.test,
+        train=inputs.train,
+        stored=inputs.stored,
+        views=views,
+        teacher=inputs.teacher,
+        settings=settings,
+        log=lambda msg: click.echo(msg, err=True),
+    )
     prov = inputs.store.provenance if inputs.store is not None else {}
-    teacher = (f"{prov.get('teacher')} (layer {prov.get('layer')}, {prov.get('noise_kind', 'sigma')} "
-               f"{prov.get('noise')}, seed {prov.get('seed')})") if prov else None  # fmt: skip
+    teacher = (
+        (
+            f"{prov.get('teacher')} (layer {prov.get('layer')}, {prov.get('noise_kind', 'sigma')} "
+            f"{prov.get('noise')}, seed {prov.get('seed')})"
+        )
+        if prov
+        else None
+    )
     header = {
-        "run": str(run), "checkpoint": str(inputs.classifier.checkpoint), "epoch": inputs.classifier.epoch,
-        "model": info["name"], "dataset": info["dataset"], "eps": info["eps"],
-        "store": str(inputs.store_path) if inputs.store_path else None, "store_views": list(views),
-        "teacher": teacher, "n_test": len(inputs.test.x), "n_train": len(inputs.train.x),
-        "settings": settings_dict(settings), "device": str(device), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "command": _command(run, features, what, n, seed, pgd_steps, probe_n, sae_steps), "notes": inputs.notes,
-    }  # fmt: skip
+        "run": str(run),
+        "checkpoint": str(inputs.classifier.checkpoint),
+        "epoch": inputs.classifier.epoch,
+        "model": info["name"],
+        "dataset": info["dataset"],
+        "eps": info["eps"],
+        "store": str(inputs.store_path) if inputs.store_path else None,
+        "store_views": list(views),
+        "teacher": teacher,
+        "n_test": len(inputs.test.x),
+        "n_train": len(inputs.train.x),
+        "settings": settings_dict(settings),
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": _command(run, features, what, n, seed, pgd_steps, probe_n, sae_steps),
+        "notes": inputs.notes,
+    }
     header["wall_s"] = round(time.perf_counter() - start, 1)
     out = out or Path(run) / "analysis"
     write_report(result, out, header)

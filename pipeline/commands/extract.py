@@ -32,8 +32,13 @@ def _views(text: str) -> tuple[str, ...]:
 @click.option("--zero-channels", default="none", show_default=True, help="auto, none, or a comma list of channels.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds each row's noise with (seed, row).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True,
-              help="Threads decoding images (raise it for JPEG folders such as ImageNet).")  # fmt: skip
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Threads decoding images (raise it for JPEG folders such as ImageNet).",
+)
 @click.option("--rows-per-shard", type=int, default=4096, show_default=True)
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True)
 @click.option(
@@ -41,8 +46,27 @@ def _views(text: str) -> tuple[str, ...]:
 )
 @click.option("--limit", type=int, help="Only the first N rows (a smaller store, for trials).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made with other settings.")
-def extract(teacher_name, checkpoint, data_text, synthetic, data_dir, out, layer, sigma, timestep, views,
-            zero_channels, seed, batch_size, workers, rows_per_shard, dtype, device, limit, overwrite):  # fmt: skip
+def extract(
+    teacher_name,
+    checkpoint,
+    data_text,
+    synthetic,
+    data_dir,
+    out,
+    layer,
+    sigma,
+    timestep,
+    views,
+    zero_channels,
+    seed,
+    batch_size,
+    workers,
+    rows_per_shard,
+    dtype,
+    device,
+    limit,
+    overwrite,
+):
     """Run a frozen teacher once over every image and write pooled features into a sharded Zarr store.
 
     Rerunning the same command resumes. Under torchrun, rank r fills shards r, r+W, r+2W, ...
@@ -87,8 +111,16 @@ def extract(teacher_name, checkpoint, data_text, synthetic, data_dir, out, layer
         teacher.to(memory_format=torch.channels_last)
     meta = {**teacher.provenance(views), "batch_size": batch_size, "precision": "bf16-autocast" if autocast else "fp32"}
 
-    create_kw = dict(sources=images.describe(), labels=images.labels[:rows], views=views, dim=dim, meta=meta,
-                     dtype=dtype, rows_per_shard=rows_per_shard, limit=limit)  # fmt: skip
+    create_kw = dict(
+        sources=images.describe(),
+        labels=images.labels[:rows],
+        views=views,
+        dim=dim,
+        meta=meta,
+        dtype=dtype,
+        rows_per_shard=rows_per_shard,
+        limit=limit,
+    )
     if rank == 0:
         store = FeatureStore.create_or_resume(out, overwrite=overwrite, **create_kw)
     barrier(dist)
@@ -96,10 +128,24 @@ def extract(teacher_name, checkpoint, data_text, synthetic, data_dir, out, layer
         store = FeatureStore.open(out, mode="r+")
     owned = range(rank, store.layout.num_shards, world)
     todo_rows = sum(np.diff(store.layout.shard_rows(k))[0] for k in store.missing_shards() if k in set(owned))
-    with tqdm(total=int(todo_rows), desc=f"extract {spec.name}" + (f" rank {rank}" if world > 1 else ""),
-              unit="img", disable=rank != 0, mininterval=1) as bar:  # fmt: skip
-        written = run_extract(teacher, images, store, views=views, batch_size=batch_size, shards=owned,
-                              autocast=autocast, workers=workers, progress=bar.update)  # fmt: skip
+    with tqdm(
+        total=int(todo_rows),
+        desc=f"extract {spec.name}" + (f" rank {rank}" if world > 1 else ""),
+        unit="img",
+        disable=rank != 0,
+        mininterval=1,
+    ) as bar:
+        written = run_extract(
+            teacher,
+            images,
+            store,
+            views=views,
+            batch_size=batch_size,
+            shards=owned,
+            autocast=autocast,
+            workers=workers,
+            progress=bar.update,
+        )
     barrier(dist)  # every rank's shards are written before rank 0 reports
     teardown(dist)
     if rank == 0:

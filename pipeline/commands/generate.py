@@ -40,6 +40,7 @@ def generate(teacher_name, checkpoint, count, out, seed, steps, batch_size, devi
         torch.set_flush_denormal(True)
     teacher = create_teacher(teacher_name, checkpoint=checkpoint, device=device)
     with tqdm(total=count, desc="generate", unit="img", mininterval=2) as bar:
-        generate_npz(teacher.denoiser, out, count=count, seed=seed, steps=steps, batch_size=batch_size,
-                     progress=bar.update)  # fmt: skip
+        generate_npz(
+            teacher.denoiser, out, count=count, seed=seed, steps=steps, batch_size=batch_size, progress=bar.update
+        )
     click.echo(f"wrote {out}: {count} images, {spec.label_dim} classes, {steps} Heun steps, seed {seed}")

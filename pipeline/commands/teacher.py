@@ -56,8 +56,15 @@ def teacher_fit(data_text, data_dir, out, net, steps, batch_size, lr, seed, devi
     images = IndexedImages([open_source(data_text, data_dir=data_dir)])
     cfg = FitConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     with tqdm(total=steps, desc="teacher fit", unit="step", mininterval=2) as bar:
-        path = fit(images, network_config(net, images), cfg, out, device=device, max_minutes=max_minutes,
-                   progress=lambda step: bar.update(step - bar.n))  # fmt: skip
+        path = fit(
+            images,
+            network_config(net, images),
+            cfg,
+            out,
+            device=device,
+            max_minutes=max_minutes,
+            progress=lambda step: bar.update(step - bar.n),
+        )
     click.echo(f"EMA weights: {path}")
 
 
@@ -102,13 +109,29 @@ def _floats(text: str, option: str) -> list[float]:
 @click.option("--test-n", type=int, default=2000, show_default=True, help="Test images (seeded random subset).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the subsets and each row's noise.")
 @click.option(
-    "--teacher-labels", type=click.Choice(["fixed", "true"]), default="fixed", show_default=True,
+    "--teacher-labels",
+    type=click.Choice(["fixed", "true"]),
+    default="fixed",
+    show_default=True,
     help="What a class-conditional teacher is told: class 0 for every image, or each image's label.",
-)  # fmt: skip
+)
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-def teacher_probe(name, checkpoint, data_text, test_text, data_dir, layers, sigmas, train_n, test_n, seed,
-                  teacher_labels, batch_size, device):  # fmt: skip
+def teacher_probe(
+    name,
+    checkpoint,
+    data_text,
+    test_text,
+    data_dir,
+    layers,
+    sigmas,
+    train_n,
+    test_n,
+    seed,
+    teacher_labels,
+    batch_size,
+    device,
+):
     """Linear-probe test accuracy of pooled features per layer x noise level, and of raw pixels.
 
     The probe: multinomial logistic regression on train-standardised features, full-batch L-BFGS, fixed weight
@@ -138,8 +161,17 @@ def teacher_probe(name, checkpoint, data_text, test_text, data_dir, layers, sigm
     t = create_teacher(name, checkpoint=checkpoint, seed=seed, device=device)
     start = time.perf_counter()
     with tqdm(total=train_n + test_n, desc="features", unit="img", mininterval=2) as bar:
-        table = probe(t, images, train_rows, test_rows, layers=layer_list, noises=noises, batch_size=batch_size,
-                      teacher_labels=teacher_labels, progress=bar.update)  # fmt: skip
+        table = probe(
+            t,
+            images,
+            train_rows,
+            test_rows,
+            layers=layer_list,
+            noises=noises,
+            batch_size=batch_size,
+            teacher_labels=teacher_labels,
+            progress=bar.update,
+        )
     click.echo(
         f"{name}: linear probe test accuracy (%), train {train.name} n={table.n_train}, test {test.name} "
         f"n={table.n_test}, seed {seed}, weight decay {PROBE_WEIGHT_DECAY:g}"

@@ -38,8 +38,9 @@ class BatchPlan:
         """Rows of batch `index` of `epoch` (batch_size,): real first, then synthetic."""
         n_real = self.batch_size - self.n_synthetic
         real = self.real_rows[self._order(epoch)[index * n_real : (index + 1) * n_real]]
-        synth = np.random.default_rng([self.seed, epoch, index, 1]).integers(0, len(self.synthetic_rows) or 1,
-                                                                              self.n_synthetic)  # fmt: skip
+        synth = np.random.default_rng([self.seed, epoch, index, 1]).integers(
+            0, len(self.synthetic_rows) or 1, self.n_synthetic
+        )
         return np.concatenate([real, self.synthetic_rows[synth] if self.n_synthetic else synth[:0]])
 
     def _order(self, epoch: int) -> np.ndarray:
@@ -54,8 +55,15 @@ class BatchPlan:
         return cached[1]
 
 
-def augment(images: np.ndarray, *, padding: int, flip: bool, rng: np.random.Generator, crop_size: int = 0,
-            part: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def augment(
+    images: np.ndarray,
+    *,
+    padding: int,
+    flip: bool,
+    rng: np.random.Generator,
+    crop_size: int = 0,
+    part: tuple[int, int] = (0, 1),
+) -> tuple[np.ndarray, np.ndarray]:
     """Random crop and random horizontal flip: uint8 (N, H, W, C) -> (N, S, S, C) and the flipped mask (N,).
 
     The crop is of side S = crop_size from the image when crop_size is set (e.g. 224 from 256), else of the image's
@@ -96,9 +104,21 @@ class BatchLoader:
     the consumer spent blocked waiting for a batch (the feature-wait figure).
     """
 
-    def __init__(self, plan: BatchPlan, images: IndexedImages, *, store=None, view: str = "clean", padding: int,
-                 flip: bool, crop_size: int = 0, rank: int = 0, world: int = 1, prefetch: int = 3,
-                 workers: int = 1):  # fmt: skip
+    def __init__(
+        self,
+        plan: BatchPlan,
+        images: IndexedImages,
+        *,
+        store=None,
+        view: str = "clean",
+        padding: int,
+        flip: bool,
+        crop_size: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        prefetch: int = 3,
+        workers: int = 1,
+    ):
         self.plan, self.images, self.store = plan, images, store
         self.padding, self.flip, self.crop_size = padding, flip, crop_size
         self.rank, self.world, self.prefetch, self.workers = rank, world, max(prefetch, workers), workers
@@ -114,8 +134,14 @@ class BatchLoader:
         rows = rows[self.rank * share : (self.rank + 1) * share]
         pixels, labels = self.images.read(rows)
         rng = np.random.default_rng([self.plan.seed, epoch, index, 2, 0])  # the same draws on every rank
-        pixels, flipped = augment(pixels, padding=self.padding, flip=self.flip, rng=rng, crop_size=self.crop_size,
-                                  part=(self.rank, self.world))  # fmt: skip
+        pixels, flipped = augment(
+            pixels,
+            padding=self.padding,
+            flip=self.flip,
+            rng=rng,
+            crop_size=self.crop_size,
+            part=(self.rank, self.world),
+        )
         targets = None
         if self.store is not None:
             feats = self.store.read(rows)  # (n, views, dim)

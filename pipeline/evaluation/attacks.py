@@ -67,9 +67,19 @@ def check_norm(norm: str, attacks: Sequence[str]) -> str:
     return norm
 
 
-def build_attack(name: str, model: nn.Module, *, norm: str, eps: float, seed: int, device: torch.device | str,
-                 steps: int | None = None, step: float | None = None, random_start: bool = True,
-                 n_queries: int | None = None) -> Attack:  # fmt: skip
+def build_attack(
+    name: str,
+    model: nn.Module,
+    *,
+    norm: str,
+    eps: float,
+    seed: int,
+    device: torch.device | str,
+    steps: int | None = None,
+    step: float | None = None,
+    random_start: bool = True,
+    n_queries: int | None = None,
+) -> Attack:
     """One attack on `model` (kept in the mode it is in: evaluate hands it over in eval mode).
 
     Overrides, for the sanity checks: `steps` (PGD iterations, or APGD-CE iterations), `step` and `random_start`
@@ -78,11 +88,20 @@ def build_attack(name: str, model: nn.Module, *, norm: str, eps: float, seed: in
     if name in ("pgd", "fgsm"):
         steps = 1 if name == "fgsm" else steps or PGD_STEPS
         step = eps if name == "fgsm" else step or 2.5 * eps / steps
-        return _pgd(name, model, eps=eps, steps=steps, step=step, random_start=random_start and name == "pgd",
-                    seed=seed, device=device)  # fmt: skip
+        return _pgd(
+            name,
+            model,
+            eps=eps,
+            steps=steps,
+            step=step,
+            random_start=random_start and name == "pgd",
+            seed=seed,
+            device=device,
+        )
     if name in AUTOATTACK_STANDARD:
-        return _autoattack_component(name, model, norm=norm, eps=eps, seed=seed, device=device, n_iter=steps,
-                                     n_queries=n_queries)  # fmt: skip
+        return _autoattack_component(
+            name, model, norm=norm, eps=eps, seed=seed, device=device, n_iter=steps, n_queries=n_queries
+        )
     raise DraError(f"unknown attack {name!r} (choose from {', '.join(ATTACKS)})")
 
 
@@ -97,8 +116,19 @@ def _autoattack_component(name, model, *, norm, eps, seed, device, n_iter, n_que
 
         # as AutoAttack builds its APGD (rho .75, eot 1), with fewer or more iterations: APGD derives its step-size
         # checkpoints from n_iter in __init__, so changing the attribute afterwards would leave them stale
-        aa.apgd = APGDAttack(model, n_restarts=1, n_iter=n_iter, verbose=False, eps=eps, norm=norm, eot_iter=1,
-                             rho=0.75, seed=seed, device=str(device), logger=aa.logger)  # fmt: skip
+        aa.apgd = APGDAttack(
+            model,
+            n_restarts=1,
+            n_iter=n_iter,
+            verbose=False,
+            eps=eps,
+            norm=norm,
+            eot_iter=1,
+            rho=0.75,
+            seed=seed,
+            device=str(device),
+            logger=aa.logger,
+        )
     if n_queries is not None:
         aa.square.n_queries = n_queries
     settings = {"implementation": f"pyautoattack {pyautoattack.__version__}, standard-version settings"}
@@ -106,8 +136,12 @@ def _autoattack_component(name, model, *, norm, eps, seed, device, n_iter, n_que
         settings |= {"loss": "ce", "n_iter": aa.apgd.n_iter, "n_restarts": aa.apgd.n_restarts}
     elif name == "apgd-t":
         a = aa.apgd_targeted
-        settings |= {"loss": "dlr-targeted", "n_iter": a.n_iter, "n_restarts": a.n_restarts,
-                     "n_target_classes": a.n_target_classes}  # fmt: skip
+        settings |= {
+            "loss": "dlr-targeted",
+            "n_iter": a.n_iter,
+            "n_restarts": a.n_restarts,
+            "n_target_classes": a.n_target_classes,
+        }
     elif name == "fab-t":
         settings |= {"n_iter": aa.fab.n_iter, "n_restarts": 1, "n_target_classes": aa.fab.n_target_classes}
     else:
@@ -123,8 +157,12 @@ def _autoattack_component(name, model, *, norm, eps, seed, device, n_iter, n_que
 def _pgd(name, model, *, eps, steps, step, random_start, seed, device) -> Attack:
     device = torch.device(device)
     start = "uniform in the eps-ball, keyed by (seed, row)" if random_start else "none"
-    settings = {"implementation": "pipeline.attacks.pgd_linf, cross-entropy", "steps": steps, "step": step,
-                "random_start": start}  # fmt: skip
+    settings = {
+        "implementation": "pipeline.attacks.pgd_linf, cross-entropy",
+        "steps": steps,
+        "step": step,
+        "random_start": start,
+    }
 
     def run(x: Tensor, y: Tensor, rows: Tensor) -> Tensor:
         x, y = x.to(device), y.to(device)
@@ -139,8 +177,15 @@ def _pgd(name, model, *, eps, steps, step, random_start, seed, device) -> Attack
                 return x0
 
         # summed, not averaged: each point's gradient is then independent of the batch it sits in
-        x_adv = pgd_linf(model, x, lambda logits: F.cross_entropy(logits, y, reduction="sum"), eps=eps, step=step,
-                         steps=steps, random_start=start)  # fmt: skip
+        x_adv = pgd_linf(
+            model,
+            x,
+            lambda logits: F.cross_entropy(logits, y, reduction="sum"),
+            eps=eps,
+            step=step,
+            steps=steps,
+            random_start=start,
+        )
         with torch.no_grad():
             return model(x_adv).argmax(1).cpu()
 

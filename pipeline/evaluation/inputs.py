@@ -65,8 +65,10 @@ def points_source(dataset: str, split: str, data: str | None, preprocessing: str
 
     if data is None:
         if dataset not in NAMED:
-            raise DraError(f"the model was trained on an image folder ({dataset} normalisation); pass --data with "
-                           "the evaluation images (e.g. ImageNet's val folder)")  # fmt: skip
+            raise DraError(
+                f"the model was trained on an image folder ({dataset} normalisation); pass --data with "
+                "the evaluation images (e.g. ImageNet's val folder)"
+            )
         text = f"{dataset}:{split}"
     else:
         text = data
@@ -82,8 +84,9 @@ def points_source(dataset: str, split: str, data: str | None, preprocessing: str
     return text, preprocessing
 
 
-def select_rows(total: int, n: int | None, selection: str, subset: Path | None, files: list[str] | None) -> tuple[
-        np.ndarray, str]:  # fmt: skip
+def select_rows(
+    total: int, n: int | None, selection: str, subset: Path | None, files: list[str] | None
+) -> tuple[np.ndarray, str]:
     """Rows to evaluate and how they were chosen. `subset`: a text file, one source row (integer) or folder-relative
     path (e.g. RobustBench's list of ImageNet val images) per line; its first n lines when n is given. Otherwise
     `selection` first (RobustBench's first n of a test split) or random (n rows drawn without replacement with
@@ -132,9 +135,19 @@ def _subset_rows(path: Path, total: int, files: list[str] | None) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
-def load_points(dataset: str, split: str, n: int | None, *, data: str | None = None, preprocessing: str | None = None,
-                selection: str | None = None, subset: Path | None = None, data_dir: str | os.PathLike | None = None,
-                image_size: tuple[int, int] | None = None, channels: int | None = None) -> Points:  # fmt: skip
+def load_points(
+    dataset: str,
+    split: str,
+    n: int | None,
+    *,
+    data: str | None = None,
+    preprocessing: str | None = None,
+    selection: str | None = None,
+    subset: Path | None = None,
+    data_dir: str | os.PathLike | None = None,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+) -> Points:
     """n images of the evaluation source (see points_source and select_rows; selection defaults to first for a
     named dataset, random otherwise), checked against the model's input shape."""
     from dra_pipeline.data import NAMED, open_source
@@ -147,12 +160,21 @@ def load_points(dataset: str, split: str, n: int | None, *, data: str | None = N
     h, w, c = source.image_shape
     if (image_size is not None and tuple(image_size) != (h, w)) or (channels is not None and channels != c):
         hint = " (set --preprocessing)" if source.spec.kind == "folder" else ""
-        raise DraError(f"{source.name} images are {h}x{w}x{c} but the model takes "
-                       f"{'x'.join(map(str, image_size or ('?', '?')))}x{channels}{hint}")  # fmt: skip
+        raise DraError(
+            f"{source.name} images are {h}x{w}x{c} but the model takes "
+            f"{'x'.join(map(str, image_size or ('?', '?')))}x{channels}{hint}"
+        )
     images = torch.from_numpy(np.ascontiguousarray(source.read(rows))).permute(0, 3, 1, 2).float() / 255
     labels = torch.from_numpy(np.asarray(source.labels[rows], dtype=np.int64))
     split_name = source.spec.split if data is not None else split
-    description = {"source": source.name, "split": split_name, "path": source.spec.path, "total": total,
-                   "n": len(rows), "selection": chosen, "preprocessing": preprocessing,
-                   "fingerprint": source.fingerprint()}  # fmt: skip
+    description = {
+        "source": source.name,
+        "split": split_name,
+        "path": source.spec.path,
+        "total": total,
+        "n": len(rows),
+        "selection": chosen,
+        "preprocessing": preprocessing,
+        "fingerprint": source.fingerprint(),
+    }
     return Points(images.contiguous(), labels, torch.from_numpy(rows), description)

@@ -52,10 +52,16 @@ def build_report(evaluation, *, model: dict, data: dict, wall_s: float, state: d
     clean = Accuracy(int(worst.clean.sum()), n)
     robust = Accuracy(int(worst.robust.sum()), n)
     cascade = [
-        {"attack": a.name, "given": a.given, "broken": a.broken, "robust_after": Accuracy(a.robust_after, n).to_dict(),
-         "seconds": round(a.seconds, 3), "settings": a.settings}
+        {
+            "attack": a.name,
+            "given": a.given,
+            "broken": a.broken,
+            "robust_after": Accuracy(a.robust_after, n).to_dict(),
+            "seconds": round(a.seconds, 3),
+            "settings": a.settings,
+        }
         for a in worst.attacks
-    ]  # fmt: skip
+    ]
     return {
         "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "model": model,
@@ -114,8 +120,10 @@ def render_markdown(report: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     cascade = report["per_attack"]
-    lines += [f"| {c['attack']} | {_pct(c['robust_after'])} | {c['given']} | {c['broken']} | {c['seconds']:.1f} |"
-              for c in cascade]  # fmt: skip
+    lines += [
+        f"| {c['attack']} | {_pct(c['robust_after'])} | {c['given']} | {c['broken']} | {c['seconds']:.1f} |"
+        for c in cascade
+    ]
     lines += ["", "Attack settings:", ""]
     lines += [f"- {c['attack']}: " + ", ".join(f"{k} {v}" for k, v in c["settings"].items()) for c in cascade]
     flags = report["autoattack_flags"]

@@ -52,18 +52,34 @@ class Check:
         return asdict(self)
 
 
-def run_sanity(model: nn.Module, x: Tensor, y: Tensor, rows: Tensor, *, norm: str, eps: float, seed: int,
-               device: torch.device | str, batch_size: int, config: SanityConfig = SanityConfig(),
-               flags: Sequence[str] = ()) -> list[Check]:  # fmt: skip
+def run_sanity(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    rows: Tensor,
+    *,
+    norm: str,
+    eps: float,
+    seed: int,
+    device: torch.device | str,
+    batch_size: int,
+    config: SanityConfig = SanityConfig(),
+    flags: Sequence[str] = (),
+) -> list[Check]:
     """All checks on the first `config.n` points of (x, y, rows). `flags`: AutoAttack warnings already seen
     (e.g. during the evaluation), reported by the autoattack-flags check with those raised here. A check whose
     attack or forward raises fails with the error as its detail (a model that cannot be attacked is not sound)."""
     ctx = _Context(model, x[: config.n], y[: config.n], rows[: config.n], norm, eps, seed, device, batch_size, config)
     checks = []
     with autoattack_flags() as raised:
-        for name, check in (("eps-grid", _eps_grid), ("chance-at-large-eps", _chance), ("more-steps", _more_steps),
-                            ("white-box-vs-square", _white_box_vs_square), ("repeatable", _determinism),
-                            ("autoattack-flags", _autoattack_checks)):  # fmt: skip
+        for name, check in (
+            ("eps-grid", _eps_grid),
+            ("chance-at-large-eps", _chance),
+            ("more-steps", _more_steps),
+            ("white-box-vs-square", _white_box_vs_square),
+            ("repeatable", _determinism),
+            ("autoattack-flags", _autoattack_checks),
+        ):
             try:
                 checks += check(ctx)
             except Exception as e:  # reported as the check's failure, with the error
@@ -91,13 +107,15 @@ class _Context:
     config: SanityConfig
 
     def attack(self, name: str, **kw):
-        return build_attack(name, self.model, **{"norm": self.norm, "eps": self.eps, "seed": self.seed,
-                                                 "device": self.device, **kw})  # fmt: skip
+        return build_attack(
+            name, self.model, **{"norm": self.norm, "eps": self.eps, "seed": self.seed, "device": self.device, **kw}
+        )
 
     def accuracy(self, *attacks) -> float:
         """Fraction correct on the clean image and under every attack given (none: clean accuracy)."""
-        result = worst_case(self.model, self.x, self.y, self.rows, list(attacks), batch_size=self.batch_size,
-                            device=self.device)  # fmt: skip
+        result = worst_case(
+            self.model, self.x, self.y, self.rows, list(attacks), batch_size=self.batch_size, device=self.device
+        )
         return float(result.robust.mean())
 
 
@@ -107,9 +125,14 @@ def _eps_grid(c: _Context) -> list[Check]:
     name = "pgd" if c.norm == "Linf" else "apgd-ce"
     accs = [c.accuracy(*([c.attack(name, eps=e, steps=c.config.grid_steps)] if e > 0 else [])) for e in grid]
     rise = max((b - a for a, b in zip(accs, accs[1:])), default=0.0)
-    return [Check("eps-grid", rise <= c.config.tolerance,
-                  f"{name}-{c.config.grid_steps} accuracy " + ", ".join(f"{a:.3f}@{e:g}" for a, e in zip(accs, grid)),
-                  {"eps": grid, "accuracy": accs, "attack": name, "steps": c.config.grid_steps})]  # fmt: skip
+    return [
+        Check(
+            "eps-grid",
+            rise <= c.config.tolerance,
+            f"{name}-{c.config.grid_steps} accuracy " + ", ".join(f"{a:.3f}@{e:g}" for a, e in zip(accs, grid)),
+            {"eps": grid, "accuracy": accs, "attack": name, "steps": c.config.grid_steps},
+        )
+    ]
 
 
 def _chance(c: _Context) -> list[Check]:
@@ -121,8 +144,14 @@ def _chance(c: _Context) -> list[Check]:
         chance = 1 / int(c.model(c.x[:128].to(c.device)).shape[1])
     lo, _ = wilson(round(acc * len(c.x)), len(c.x))
     detail = f"PGD-{cfg.chance_steps} L-inf eps {cfg.chance_eps}: accuracy {acc:.3f} (95 % CI from {lo:.3f})"
-    return [Check("chance-at-large-eps", lo <= chance, f"{detail}, chance {chance:.3f}",
-                  {"eps": cfg.chance_eps, "accuracy": acc, "ci95_low": lo, "chance": chance})]  # fmt: skip
+    return [
+        Check(
+            "chance-at-large-eps",
+            lo <= chance,
+            f"{detail}, chance {chance:.3f}",
+            {"eps": cfg.chance_eps, "accuracy": acc, "ci95_low": lo, "chance": chance},
+        )
+    ]
 
 
 def _more_steps(c: _Context) -> list[Check]:
@@ -137,18 +166,28 @@ def _more_steps(c: _Context) -> list[Check]:
         runs = [c.attack("apgd-ce", steps=s) for s in (cfg.few_steps, cfg.many_steps)]
         what = "APGD-CE"
     a_few, a_many = (c.accuracy(r) for r in runs)
-    return [Check("more-steps", a_many <= a_few + cfg.tolerance,
-                  f"{what}: {cfg.few_steps} steps {a_few:.3f}, {cfg.many_steps} steps {a_many:.3f}",
-                  {"steps": [cfg.few_steps, cfg.many_steps], "accuracy": [a_few, a_many]})]  # fmt: skip
+    return [
+        Check(
+            "more-steps",
+            a_many <= a_few + cfg.tolerance,
+            f"{what}: {cfg.few_steps} steps {a_few:.3f}, {cfg.many_steps} steps {a_many:.3f}",
+            {"steps": [cfg.few_steps, cfg.many_steps], "accuracy": [a_few, a_many]},
+        )
+    ]
 
 
 def _white_box_vs_square(c: _Context) -> list[Check]:
     """White-box (gradients) must be at least as strong as black-box (queries only), each on every point."""
     queries = c.config.square_queries
     a_white, a_square = c.accuracy(c.attack("apgd-ce")), c.accuracy(c.attack("square", n_queries=queries))
-    return [Check("white-box-vs-square", a_white <= a_square + c.config.tolerance,
-                  f"APGD-CE {a_white:.3f}, Square ({queries} queries) {a_square:.3f}",
-                  {"apgd-ce": a_white, "square": a_square, "square_queries": queries})]  # fmt: skip
+    return [
+        Check(
+            "white-box-vs-square",
+            a_white <= a_square + c.config.tolerance,
+            f"APGD-CE {a_white:.3f}, Square ({queries} queries) {a_square:.3f}",
+            {"apgd-ce": a_white, "square": a_square, "square_queries": queries},
+        )
+    ]
 
 
 def _logits(model: nn.Module, x: Tensor, batch_size: int, device) -> Tensor:
@@ -173,13 +212,19 @@ def _determinism(c: _Context) -> list[Check]:
     worst = max((d for d in by_size.values() if d is not None), default=0.0)
     sizes = ", ".join(f"{b}: {d:.2g}" for b, d in by_size.items() if d is not None) + "".join(f"; {e}" for e in errors)
     return [
-        Check("repeatable", repeat <= config.logit_rtol * scale,
-              f"max |logit difference| over two forwards {repeat:.3g} (max |logit| {scale:.3g})",
-              {"max_abs_diff": repeat, "logit_scale": scale}),
-        Check("batch-size-invariant", not errors and worst <= config.logit_rtol * scale,
-              f"max |logit difference| from batch {largest}, by batch size: {sizes}",
-              {"max_abs_diff": by_size, "logit_scale": scale}),
-    ]  # fmt: skip
+        Check(
+            "repeatable",
+            repeat <= config.logit_rtol * scale,
+            f"max |logit difference| over two forwards {repeat:.3g} (max |logit| {scale:.3g})",
+            {"max_abs_diff": repeat, "logit_scale": scale},
+        ),
+        Check(
+            "batch-size-invariant",
+            not errors and worst <= config.logit_rtol * scale,
+            f"max |logit difference| from batch {largest}, by batch size: {sizes}",
+            {"max_abs_diff": by_size, "logit_scale": scale},
+        ),
+    ]
 
 
 def _autoattack_checks(c: _Context) -> list[Check]:

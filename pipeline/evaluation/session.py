@@ -32,13 +32,28 @@ class Written:
     model_info: Path | None
 
 
-def evaluate_checkpoint(checkpoint: Path, *, attacks: list[str], norm: str, eps: float | None, n: int | None,
-                        split: str, batch_size: int, seed: int, device: torch.device, out: Path | None,
-                        sanity: SanityConfig | None = None, robustbench: bool = False, data_dir=None,
-                        data: str | None = None, preprocessing: str | None = None, selection: str | None = None,
-                        subset: Path | None = None,
-                        echo: Callable[[str], None] = print,
-                        progress: Callable[[Step], None] | None = None) -> Written:  # fmt: skip
+def evaluate_checkpoint(
+    checkpoint: Path,
+    *,
+    attacks: list[str],
+    norm: str,
+    eps: float | None,
+    n: int | None,
+    split: str,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    out: Path | None,
+    sanity: SanityConfig | None = None,
+    robustbench: bool = False,
+    data_dir=None,
+    data: str | None = None,
+    preprocessing: str | None = None,
+    selection: str | None = None,
+    subset: Path | None = None,
+    echo: Callable[[str], None] = print,
+    progress: Callable[[Step], None] | None = None,
+) -> Written:
     """Evaluate `checkpoint` (eps None: the eps it trained at) on n images of its dataset's `split`, or of `data`
     (see evaluation.inputs.load_points for preprocessing, selection and subset); reports go to `out` (default:
     report.json beside the checkpoint), progress to <out stem>.state.json."""
@@ -52,29 +67,72 @@ def evaluate_checkpoint(checkpoint: Path, *, attacks: list[str], norm: str, eps:
     eps = info.get("eps") if eps is None else eps
     if eps is None:
         raise DraError(f"{checkpoint} records no training eps; pass --eps")
-    points = load_points(info["dataset"], split, n, data=data, preprocessing=preprocessing, selection=selection,
-                         subset=subset, data_dir=data_dir, image_size=info.get("image_size"),
-                         channels=info["in_channels"])  # fmt: skip
+    points = load_points(
+        info["dataset"],
+        split,
+        n,
+        data=data,
+        preprocessing=preprocessing,
+        selection=selection,
+        subset=subset,
+        data_dir=data_dir,
+        image_size=info.get("image_size"),
+        channels=info["in_channels"],
+    )
     out = Path(out) if out else Path(checkpoint).parent / "report.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     sha256 = file_sha256(checkpoint)
     data = {k: v for k, v in points.description.items() if k != "path"}
-    key = state_key(checkpoint_sha256=sha256, data=data, attacks=attacks, norm=norm, eps=eps, seed=seed,
-                    batch_size=batch_size, device=device.type, pyautoattack=pyautoattack.__version__)  # fmt: skip
+    key = state_key(
+        checkpoint_sha256=sha256,
+        data=data,
+        attacks=attacks,
+        norm=norm,
+        eps=eps,
+        seed=seed,
+        batch_size=batch_size,
+        device=device.type,
+        pyautoattack=pyautoattack.__version__,
+    )
     state = EvaluationState.open(out.with_name(out.stem + ".state.json"), key=key)
     if state.discarded:
         echo(f"{state.path}: {state.discarded}; starting afresh")
     elif state.restored:
         echo(f"resuming from {state.path}")
-    echo(f"{checkpoint} ({info['name']}, epoch {loaded.epoch}) on {data['source']} {data['selection']}: "
-         f"{', '.join(attacks)}, {norm} eps {eps:g}, seed {seed}, batch {batch_size}, {device}")  # fmt: skip
-    result = evaluate(loaded.model, points.images, points.labels, points.rows, attacks=attacks, norm=norm, eps=eps,
-                      seed=seed, batch_size=batch_size, device=device, state=state, sanity=sanity,
-                      progress=progress)  # fmt: skip
-    model = {"checkpoint": str(checkpoint), "sha256": sha256, "epoch": loaded.epoch, "name": info["name"],
-             "dataset": info["dataset"], "model_info": info}  # fmt: skip
-    report = build_report(result, model=model, data=points.description, wall_s=time.perf_counter() - start,
-                          state={"path": str(state.path), "resumed": state.restored})  # fmt: skip
+    echo(
+        f"{checkpoint} ({info['name']}, epoch {loaded.epoch}) on {data['source']} {data['selection']}: "
+        f"{', '.join(attacks)}, {norm} eps {eps:g}, seed {seed}, batch {batch_size}, {device}"
+    )
+    result = evaluate(
+        loaded.model,
+        points.images,
+        points.labels,
+        points.rows,
+        attacks=attacks,
+        norm=norm,
+        eps=eps,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        state=state,
+        sanity=sanity,
+        progress=progress,
+    )
+    model = {
+        "checkpoint": str(checkpoint),
+        "sha256": sha256,
+        "epoch": loaded.epoch,
+        "name": info["name"],
+        "dataset": info["dataset"],
+        "model_info": info,
+    }
+    report = build_report(
+        result,
+        model=model,
+        data=points.description,
+        wall_s=time.perf_counter() - start,
+        state={"path": str(state.path), "resumed": state.restored},
+    )
     json_path, md_path = write_reports(report, out)
     info_path = None
     if robustbench:

@@ -70,6 +70,7 @@ class EvaluationState:
         if self.path is None:
             return
         attacks = {name: vars(progress) for name, progress in self.attacks.items()}
-        text = json.dumps({"format": FORMAT, "key": self.key, "clean": self.clean, "attacks": attacks,
-                           "flags": self.flags})  # fmt: skip
+        text = json.dumps(
+            {"format": FORMAT, "key": self.key, "clean": self.clean, "attacks": attacks, "flags": self.flags}
+        )
         atomic_write_text(self.path, text)

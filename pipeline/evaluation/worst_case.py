@@ -61,9 +61,18 @@ def predict(model: nn.Module, x: Tensor, *, batch_size: int, device: torch.devic
     return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
 
 
-def worst_case(model: nn.Module, x: Tensor, y: Tensor, rows: Tensor, attacks: Sequence[Attack], *, batch_size: int,
-               device: torch.device | str, state: EvaluationState | None = None,
-               progress: Callable[[Step], None] | None = None) -> WorstCase:  # fmt: skip
+def worst_case(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    rows: Tensor,
+    attacks: Sequence[Attack],
+    *,
+    batch_size: int,
+    device: torch.device | str,
+    state: EvaluationState | None = None,
+    progress: Callable[[Step], None] | None = None,
+) -> WorstCase:
     """Run `attacks` in order as a cascade on (x (N,C,H,W) in [0,1] on the CPU, y (N,), dataset rows (N,)).
 
     `state` (in memory when None) is resumed when it holds progress and saved after every batch.
@@ -73,8 +82,10 @@ def worst_case(model: nn.Module, x: Tensor, y: Tensor, rows: Tensor, attacks: Se
     clean = (predict(model, x, batch_size=batch_size, device=device) == y).numpy()
     if state.clean is not None and state.clean != clean.tolist():
         where = f" in {state.path}" if state.path else ""
-        raise DraError(f"clean predictions differ from those recorded in the saved state{where} (a model whose "
-                       "outputs change from run to run?); delete the state file to start afresh")  # fmt: skip
+        raise DraError(
+            f"clean predictions differ from those recorded in the saved state{where} (a model whose "
+            "outputs change from run to run?); delete the state file to start afresh"
+        )
     state.clean = clean.tolist()
     robust = clean.copy()
     results, restored = [], 0
@@ -101,7 +112,10 @@ def worst_case(model: nn.Module, x: Tensor, y: Tensor, rows: Tensor, attacks: Se
             state.save()
             if progress:
                 progress(Step(attack.name, b + 1, len(batches), int(robust.sum()), n, progress_.seconds))
-        results.append(AttackResult(attack.name, attack.settings, len(todo), len(progress_.broken),
-                                    int(robust.sum()), progress_.seconds))  # fmt: skip
+        results.append(
+            AttackResult(
+                attack.name, attack.settings, len(todo), len(progress_.broken), int(robust.sum()), progress_.seconds
+            )
+        )
     state.save()
     return WorstCase(clean, robust, results, restored)

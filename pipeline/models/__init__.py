@@ -68,8 +68,9 @@ MODELS: dict[str, Callable[..., Classifier]] = {
 ACCEPTS_CHECKPOINT = {"vit-b-2", "convnext-b", "vit-b-16", "vit-b-16-dinov3"}
 
 
-def create_model(name: str, *, dataset: str, num_classes: int, in_channels: int,
-                 checkpoint: str | Path | None = None) -> Classifier:  # fmt: skip
+def create_model(
+    name: str, *, dataset: str, num_classes: int, in_channels: int, checkpoint: str | Path | None = None
+) -> Classifier:
     """Build a registered classifier with the dataset's normalisation inside it."""
     if name not in MODELS:
         raise DraError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")

@@ -15,8 +15,17 @@ from dra_pipeline.models.base import Classifier
 
 
 class SmallCNN(Classifier):
-    def __init__(self, *, num_classes: int, in_channels: int = 1, image_size: int = 28, width: int = 32,
-                 batch_norm: bool = True, mean: Sequence[float], std: Sequence[float]):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        in_channels: int = 1,
+        image_size: int = 28,
+        width: int = 32,
+        batch_norm: bool = True,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ):
         super().__init__(mean, std)
 
         def conv(cin, cout):
@@ -25,13 +34,16 @@ class SmallCNN(Classifier):
             return [nn.Conv2d(cin, cout, 3, bias=False), nn.BatchNorm2d(cout), nn.SiLU()]
 
         self.body = nn.Sequential(
-            *conv(in_channels, width), *conv(width, width), nn.MaxPool2d(2),
-            *conv(width, 2 * width), *conv(2 * width, 2 * width), nn.MaxPool2d(2), nn.Flatten(),
-        )  # fmt: skip
+            *conv(in_channels, width),
+            *conv(width, width),
+            nn.MaxPool2d(2),
+            *conv(width, 2 * width),
+            *conv(2 * width, 2 * width),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+        )
         side = ((image_size - 4) // 2 - 4) // 2  # 28 -> 4
-        self.fc = nn.Sequential(
-            nn.Linear(2 * width * side * side, 200), nn.SiLU(), nn.Linear(200, 200), nn.SiLU()
-        )  # fmt: skip
+        self.fc = nn.Sequential(nn.Linear(2 * width * side * side, 200), nn.SiLU(), nn.Linear(200, 200), nn.SiLU())
         self.feature_dim = 200
         self.head = nn.Linear(200, num_classes)
 

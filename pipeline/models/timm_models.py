@@ -41,11 +41,15 @@ def build_timm(name: str, *, num_classes: int, in_channels: int, checkpoint: Pat
         wrong = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
         if wrong:
             k = wrong[0]
-            raise DraError(f"{checkpoint}: does not match {name}: {k} has shape {tuple(state[k].shape)}, "
-                           f"the model expects {tuple(own[k].shape)} ({len(wrong)} such tensors)")  # fmt: skip
+            raise DraError(
+                f"{checkpoint}: does not match {name}: {k} has shape {tuple(state[k].shape)}, "
+                f"the model expects {tuple(own[k].shape)} ({len(wrong)} such tensors)"
+            )
         if missing or unexpected:
-            raise DraError(f"{checkpoint}: does not match {name} ({len(missing)} missing keys, e.g. {missing[:2]}; "
-                           f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})")  # fmt: skip
+            raise DraError(
+                f"{checkpoint}: does not match {name} ({len(missing)} missing keys, e.g. {missing[:2]}; "
+                f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})"
+            )
         model.load_state_dict(state, strict=False)
     return model
 

@@ -36,8 +36,17 @@ class _Block(nn.Module):
 
 
 class WideResNet(Classifier):
-    def __init__(self, *, depth: int, width: int, num_classes: int, in_channels: int = 3,
-                 mean: Sequence[float], std: Sequence[float], act: type[nn.Module] = nn.SiLU):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        depth: int,
+        width: int,
+        num_classes: int,
+        in_channels: int = 3,
+        mean: Sequence[float],
+        std: Sequence[float],
+        act: type[nn.Module] = nn.SiLU,
+    ):
         super().__init__(mean, std)
         if (depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6n + 4, got {depth}")
@@ -47,8 +56,11 @@ class WideResNet(Classifier):
         blocks = []
         for group, stride in zip(range(3), (1, 2, 2)):
             for i in range(n):
-                blocks.append(_Block(widths[group] if i == 0 else widths[group + 1], widths[group + 1],
-                                     stride if i == 0 else 1, act))  # fmt: skip
+                blocks.append(
+                    _Block(
+                        widths[group] if i == 0 else widths[group + 1], widths[group + 1], stride if i == 0 else 1, act
+                    )
+                )
         self.blocks = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(widths[3], momentum=BN_MOMENTUM)
         self.act = act()

@@ -164,8 +164,10 @@ def build_ddpm(spec: TeacherSpec, *, checkpoint: Path | None, layer, noise, seed
     unet = load_model(UNet2DModel, unet_dir)
     got = (unet.config.in_channels, unet.config.sample_size)
     if got != (spec.channels, spec.resolution):
-        raise DraError(f"{unet_dir}: UNet takes {got[0]} channels at {got[1]} px; {spec.name} needs "
-                       f"{spec.channels} at {spec.resolution}")  # fmt: skip
+        raise DraError(
+            f"{unet_dir}: UNet takes {got[0]} channels at {got[1]} px; {spec.name} needs "
+            f"{spec.channels} at {spec.resolution}"
+        )
     teacher = DDPMTeacher(spec, unet, load_alphas_cumprod(scheduler_dir), layer=layer, noise=noise, seed=seed)
     files = [*model_files(unet_dir), scheduler_dir / "scheduler_config.json"]
     teacher.checkpoint_sha256 = folder_sha256(root, files)
@@ -188,8 +190,10 @@ def build_dit(spec: TeacherSpec, *, checkpoint: Path | None, layer, noise, seed)
     latent_side = spec.resolution // 2 ** (len(vae.config.block_out_channels) - 1)
     tc = transformer.config
     if (tc.in_channels, tc.sample_size) != (vae.config.latent_channels, latent_side):
-        raise DraError(f"{root}: the transformer takes {tc.in_channels}x{tc.sample_size}^2 latents, the VAE gives "
-                       f"{vae.config.latent_channels}x{latent_side}^2 at {spec.resolution} px")  # fmt: skip
+        raise DraError(
+            f"{root}: the transformer takes {tc.in_channels}x{tc.sample_size}^2 latents, the VAE gives "
+            f"{vae.config.latent_channels}x{latent_side}^2 at {spec.resolution} px"
+        )
     if tc.num_embeds_ada_norm != spec.label_dim:
         raise DraError(f"{dirs['transformer']}: {tc.num_embeds_ada_norm} classes, {spec.name} needs {spec.label_dim}")
     alphas_cumprod = load_alphas_cumprod(dirs["scheduler"])
@@ -204,18 +208,36 @@ def build_dit(spec: TeacherSpec, *, checkpoint: Path | None, layer, noise, seed)
 # (data std ~0.5). DiT latents have std ~1 (that is what scaling_factor is for), so the same noise-to-signal
 # ratio, 0.12, is sigma_t = 0.12: t = 33.
 DDPM_CIFAR10 = TeacherSpec(
-    name="ddpm-cifar10", family="ddpm", dataset="cifar10", resolution=32, channels=3, in_range=(-1.0, 1.0),
-    label_dim=0, layer="up_blocks.1", noise=14, noise_kind="t", dim=256,
+    name="ddpm-cifar10",
+    family="ddpm",
+    dataset="cifar10",
+    resolution=32,
+    channels=3,
+    in_range=(-1.0, 1.0),
+    label_dim=0,
+    layer="up_blocks.1",
+    noise=14,
+    noise_kind="t",
+    dim=256,
     checkpoint="checkpoints/ddpm-cifar10-32",
     description="DDPM, unconditional, CIFAR-10 (google/ddpm-cifar10-32 via diffusers); layer up_blocks.1 is the "
     "8x8 decoder stage, output upsampled to 16x16",
-)  # fmt: skip
+)
 DIT_XL_2_256 = TeacherSpec(
-    name="dit-xl-2-256", family="dit", dataset="imagenet", resolution=256, channels=3, in_range=(-1.0, 1.0),
-    label_dim=1000, layer="transformer_blocks.14", noise=33, noise_kind="t", dim=1152,
+    name="dit-xl-2-256",
+    family="dit",
+    dataset="imagenet",
+    resolution=256,
+    channels=3,
+    in_range=(-1.0, 1.0),
+    label_dim=1000,
+    layer="transformer_blocks.14",
+    noise=33,
+    noise_kind="t",
+    dim=1152,
     checkpoint="checkpoints/DiT-XL-2-256",
     description="DiT-XL/2, class-conditional, ImageNet 256 (facebook/DiT-XL-2-256 via diffusers); SD VAE latents "
     "(posterior mean), block 14 of 28, pooled over 256 tokens",
-)  # fmt: skip
+)
 register_teacher(DDPM_CIFAR10)(build_ddpm)
 register_teacher(DIT_XL_2_256)(build_dit)

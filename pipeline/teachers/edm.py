@@ -149,24 +149,40 @@ def _builder(default_checkpoint: str, cfg: SongUNetConfig | None = None):
 
 def _edm_spec(name, dataset, label_dim, checkpoint, description, **kw) -> TeacherSpec:
     base = dict(
-        family="edm", resolution=32, channels=3, in_range=(-1.0, 1.0), label_dim=label_dim,
-        layer="dec.8x8_block4", noise=0.06, noise_kind="sigma", dim=256,
-    )  # fmt: skip
+        family="edm",
+        resolution=32,
+        channels=3,
+        in_range=(-1.0, 1.0),
+        label_dim=label_dim,
+        layer="dec.8x8_block4",
+        noise=0.06,
+        noise_kind="sigma",
+        dim=256,
+    )
     return TeacherSpec(name=name, dataset=dataset, checkpoint=checkpoint, description=description, **{**base, **kw})
 
 
 EDM_CIFAR10 = _edm_spec(
-    "edm-cifar10", "cifar10", 10, "checkpoints/edm-cifar10-32x32-cond-vp.pkl",
+    "edm-cifar10",
+    "cifar10",
+    10,
+    "checkpoints/edm-cifar10-32x32-cond-vp.pkl",
     "EDM DDPM++ VP, class-conditional, CIFAR-10 (NVlabs/edm release)",
-)  # fmt: skip
+)
 EDM_CIFAR10_UNCOND = _edm_spec(
-    "edm-cifar10-uncond", "cifar10", 0, "checkpoints/edm-cifar10-32x32-uncond-vp.pkl",
+    "edm-cifar10-uncond",
+    "cifar10",
+    0,
+    "checkpoints/edm-cifar10-32x32-uncond-vp.pkl",
     "EDM DDPM++ VP, unconditional, CIFAR-10 (NVlabs/edm release)",
-)  # fmt: skip
+)
 EDM_CIFAR100 = _edm_spec(
-    "edm-cifar100", "cifar100", 100, "checkpoints/edm-cifar100-32x32-cond-vp.pkl",
+    "edm-cifar100",
+    "cifar100",
+    100,
+    "checkpoints/edm-cifar100-32x32-cond-vp.pkl",
     "EDM DDPM++ VP, class-conditional, CIFAR-100 (a checkpoint you trained with EDM's code)",
-)  # fmt: skip
+)
 register_teacher(EDM_CIFAR10)(_builder(EDM_CIFAR10.checkpoint))
 register_teacher(EDM_CIFAR10_UNCOND)(_builder(EDM_CIFAR10_UNCOND.checkpoint))
 register_teacher(EDM_CIFAR100)(_builder(EDM_CIFAR100.checkpoint))
@@ -177,17 +193,37 @@ TINY_CONFIG = SongUNetConfig(
 )
 for _name, _channels in (("tiny", 3), ("tiny-gray", 1)):
     _spec = TeacherSpec(
-        name=_name, family="tiny", dataset="fashion-mnist" if _channels == 1 else "cifar10", resolution=16,
-        channels=_channels, in_range=(-1.0, 1.0), label_dim=0, layer="dec.8x8_block1", noise=0.1,
-        noise_kind="sigma", dim=32, checkpoint="", description=f"random-weight {_channels}-channel SongUNet (tests)",
-    )  # fmt: skip
+        name=_name,
+        family="tiny",
+        dataset="fashion-mnist" if _channels == 1 else "cifar10",
+        resolution=16,
+        channels=_channels,
+        in_range=(-1.0, 1.0),
+        label_dim=0,
+        layer="dec.8x8_block1",
+        noise=0.1,
+        noise_kind="sigma",
+        dim=32,
+        checkpoint="",
+        description=f"random-weight {_channels}-channel SongUNet (tests)",
+    )
     register_teacher(_spec)(_builder("", dataclasses.replace(TINY_CONFIG, img_channels=_channels)))
 
 # The embedded default: trained by this project (`teacher fit`, see docs/teachers/edm-fmnist.md), shipped in the
 # package. Default layer and sigma chosen by `teacher probe` (docs/teachers/edm-fmnist-probe.md).
 EDM_FMNIST = TeacherSpec(
-    name="edm-fmnist", family="edm", dataset="fashion-mnist", resolution=28, channels=1, in_range=(-1.0, 1.0),
-    label_dim=10, layer="dec.7x7_block1", noise=0.02, noise_kind="sigma", dim=64, checkpoint="",
+    name="edm-fmnist",
+    family="edm",
+    dataset="fashion-mnist",
+    resolution=28,
+    channels=1,
+    in_range=(-1.0, 1.0),
+    label_dim=10,
+    layer="dec.7x7_block1",
+    noise=0.02,
+    noise_kind="sigma",
+    dim=64,
+    checkpoint="",
     description="EDM SongUNet (1.75 M parameters) trained by this project on Fashion-MNIST; ships in the package",
-)  # fmt: skip
+)
 register_teacher(EDM_FMNIST)(_builder(str(WEIGHTS_DIR / "edm-fmnist.safetensors")))

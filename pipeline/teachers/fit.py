@@ -61,8 +61,15 @@ class FitConfig:
     checkpoint_every: int = 1000  # steps between resumable checkpoints
 
 
-def edm_loss(net: EDMDenoiser, x: torch.Tensor, labels: torch.Tensor | None, *, p_mean: float, p_std: float,
-             generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+def edm_loss(
+    net: EDMDenoiser,
+    x: torch.Tensor,
+    labels: torch.Tensor | None,
+    *,
+    p_mean: float,
+    p_std: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Per-image weighted denoising loss, (N,). x: clean images (N, C, H, W) in [-1, 1]."""
     n = x.shape[0]
     sigma = torch.exp(p_mean + p_std * torch.randn(n, device=x.device, generator=generator))
@@ -86,8 +93,10 @@ def fit(
     """Train (or resume) to cfg.steps; returns the path of the EMA weights. Stops early, resumably, after
     max_minutes of wall time."""
     if images.image_shape != (net_cfg.img_resolution, net_cfg.img_resolution, net_cfg.img_channels):
-        raise DraError(f"images are {images.image_shape}, the network is configured for "
-                       f"{net_cfg.img_resolution}x{net_cfg.img_resolution}x{net_cfg.img_channels}")  # fmt: skip
+        raise DraError(
+            f"images are {images.image_shape}, the network is configured for "
+            f"{net_cfg.img_resolution}x{net_cfg.img_resolution}x{net_cfg.img_channels}"
+        )
     if net_cfg.label_dim and images.num_classes > net_cfg.label_dim:
         raise DraError(f"images have {images.num_classes} classes, the network {net_cfg.label_dim}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -138,8 +147,13 @@ def fit(
                 mean_loss = loss_sum.item() / (step - logged)
                 if not np.isfinite(mean_loss):  # checked per log interval: a per-step .item() stalls a GPU
                     raise DraError(f"loss became {mean_loss} by step {step}; last good checkpoint kept in {state_path}")
-                line = {"step": step, "kimg": step * cfg.batch_size / 1000, "loss": mean_loss,
-                        "lr": opt.param_groups[0]["lr"], "wall_s": time.perf_counter() - start}  # fmt: skip
+                line = {
+                    "step": step,
+                    "kimg": step * cfg.batch_size / 1000,
+                    "loss": mean_loss,
+                    "lr": opt.param_groups[0]["lr"],
+                    "wall_s": time.perf_counter() - start,
+                }
                 stats.write(json.dumps(line) + "\n")
                 stats.flush()
                 loss_sum.zero_()
@@ -163,6 +177,11 @@ def _update_ema(ema: EDMDenoiser, net: EDMDenoiser, step: int, cfg: FitConfig) -
 
 
 def _save_state(path: Path, net, ema, opt, gen, step: int) -> None:
-    state = {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-             "generator": gen.get_state(), "step": step}  # fmt: skip
+    state = {
+        "net": net.state_dict(),
+        "ema": ema.state_dict(),
+        "opt": opt.state_dict(),
+        "generator": gen.get_state(),
+        "step": step,
+    }
     atomic_write(path, lambda tmp: torch.save(state, tmp))

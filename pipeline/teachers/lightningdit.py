@@ -316,12 +316,24 @@ class LightningDiT(nn.Module):
 class LightningDiTTeacher(Teacher):
     """Images -> VA-VAE posterior mean -> (z - mean) / std -> x_t = t z + (1 - t) eps -> LightningDiT at a block."""
 
-    def __init__(self, spec: TeacherSpec, dit: LightningDiT, vae: VAEEncoder, latent_mean: Tensor,
-                 latent_std: Tensor, *, layer, noise, seed):  # fmt: skip
+    def __init__(
+        self,
+        spec: TeacherSpec,
+        dit: LightningDiT,
+        vae: VAEEncoder,
+        latent_mean: Tensor,
+        latent_std: Tensor,
+        *,
+        layer,
+        noise,
+        seed,
+    ):
         super().__init__(spec, layer=layer, noise=noise, seed=seed)
         if not 0 < self.noise <= 1:
-            raise DraError(f"{spec.name}: the noise level is the flow time t in (0, 1] (t = 1 clean, t -> 0 pure "
-                           f"noise); got {self.noise:g}")  # fmt: skip
+            raise DraError(
+                f"{spec.name}: the noise level is the flow time t in (0, 1] (t = 1 clean, t -> 0 pure "
+                f"noise); got {self.noise:g}"
+            )
         self.dit = dit
         self.vae = vae
         self.register_buffer("latent_mean", latent_mean)
@@ -410,8 +422,10 @@ def release_files(spec: TeacherSpec, checkpoint: Path | None) -> ReleaseFiles:
         root = given
         dit = next((root / n for n in DIT_FILES if (root / n).is_file()), None)
     else:
-        raise DraError(f"{spec.name}: checkpoint {given} not found; it should be a folder holding {wanted} "
-                       "(see README, 'Teachers') or pass --checkpoint")  # fmt: skip
+        raise DraError(
+            f"{spec.name}: checkpoint {given} not found; it should be a folder holding {wanted} "
+            "(see README, 'Teachers') or pass --checkpoint"
+        )
     missing = [] if dit else [f"{DIT_FILES[0]} (or {DIT_FILES[1]}): the LightningDiT-XL/1 weights"]
     if not (root / VAE_FILE).is_file():
         missing.append(f"{VAE_FILE}: the VA-VAE f16d32 weights")
@@ -430,8 +444,10 @@ def dit_state_dict(ckpt, path: Path) -> dict[str, Tensor]:
         state = next((ckpt[k] for k in ("ema", "model", "state_dict") if isinstance(ckpt.get(k), dict)), ckpt)
     if not (isinstance(state, dict) and state and all(isinstance(v, Tensor) for v in state.values())):
         found = sorted(map(str, ckpt))[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise DraError(f"{path}: expected LightningDiT weights (a state dict, or one under 'ema', 'model' or "
-                       f"'state_dict'); found {found}")  # fmt: skip
+        raise DraError(
+            f"{path}: expected LightningDiT weights (a state dict, or one under 'ema', 'model' or "
+            f"'state_dict'); found {found}"
+        )
     for prefix in ("module.", "_orig_mod."):
         if all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
@@ -470,8 +486,9 @@ def _builder(dit_cfg: LightningDiTConfig, vae_cfg: VAEEncoderConfig, *, random_w
         files = release_files(spec, checkpoint)
         mean, std = load_latent_stats(files.stats, vae_cfg.embed_dim)
         dit = load_lightningdit(dit_cfg, files.dit)
-        teacher = LightningDiTTeacher(spec, dit, load_vae(vae_cfg, files.vae), mean, std, layer=layer, noise=noise,
-                                      seed=seed)  # fmt: skip
+        teacher = LightningDiTTeacher(
+            spec, dit, load_vae(vae_cfg, files.vae), mean, std, layer=layer, noise=noise, seed=seed
+        )
         teacher.checkpoint_sha256 = folder_sha256(files.root, [files.dit, files.vae, files.stats])
         return teacher
 
@@ -481,24 +498,51 @@ def _builder(dit_cfg: LightningDiTConfig, vae_cfg: VAEEncoderConfig, *, random_w
 # The default t is a guess to be tuned with `teacher probe`: VA-VAE latents are normalised to unit std per channel,
 # and t = 0.9 gives noise-to-signal (1 - t) / t = 0.11, close to dit-xl-2-256's default (0.12 at t = 33 of 1000).
 LIGHTNINGDIT_XL = TeacherSpec(
-    name="lightningdit-xl", family="lightningdit", dataset="imagenet", resolution=256, channels=3,
-    in_range=(-1.0, 1.0), label_dim=1000, layer="blocks.14", noise=0.9, noise_kind="t", dim=1152,
+    name="lightningdit-xl",
+    family="lightningdit",
+    dataset="imagenet",
+    resolution=256,
+    channels=3,
+    in_range=(-1.0, 1.0),
+    label_dim=1000,
+    layer="blocks.14",
+    noise=0.9,
+    noise_kind="t",
+    dim=1152,
     checkpoint="checkpoints/lightningdit-xl",
     description="LightningDiT-XL/1 on VA-VAE f16d32 latents (posterior mean), class-conditional, ImageNet 256 "
     "(hustvl/LightningDiT release); flow time t (1 = clean); residual stream after 14 of 28 blocks, pooled over "
     "256 tokens",
-)  # fmt: skip
+)
 register_teacher(LIGHTNINGDIT_XL)(_builder(XL_1, F16D32, random_without_checkpoint=False))
 
 # Random-weight LightningDiT + VA-VAE encoder for tests: 32 px images, f4 encoder (16 -> 32 channels, attention at
 # 8 px) to 8x8x8 latents, a 4-block, 64-wide DiT with 4 heads (head_dim 16); every published switch on.
 TINY_DIT = LightningDiTConfig(input_size=8, in_channels=8, hidden_size=64, depth=4, num_heads=4)
-TINY_VAE = VAEEncoderConfig(resolution=32, ch=16, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,),
-                            z_channels=8, embed_dim=8, num_groups=8)  # fmt: skip
+TINY_VAE = VAEEncoderConfig(
+    resolution=32,
+    ch=16,
+    ch_mult=(1, 2, 2),
+    num_res_blocks=1,
+    attn_resolutions=(8,),
+    z_channels=8,
+    embed_dim=8,
+    num_groups=8,
+)
 LIGHTNINGDIT_TINY = TeacherSpec(
-    name="lightningdit-tiny", family="tiny", dataset="imagenet", resolution=32, channels=3, in_range=(-1.0, 1.0),
-    label_dim=1000, layer="blocks.2", noise=0.9, noise_kind="t", dim=64, checkpoint="",
+    name="lightningdit-tiny",
+    family="tiny",
+    dataset="imagenet",
+    resolution=32,
+    channels=3,
+    in_range=(-1.0, 1.0),
+    label_dim=1000,
+    layer="blocks.2",
+    noise=0.9,
+    noise_kind="t",
+    dim=64,
+    checkpoint="",
     description="random-weight LightningDiT (4 blocks, 64 wide) on a tiny VA-VAE encoder (tests); --checkpoint "
     "takes files in the release layout",
-)  # fmt: skip
+)
 register_teacher(LIGHTNINGDIT_TINY)(_builder(TINY_DIT, TINY_VAE, random_without_checkpoint=True))

@@ -48,8 +48,10 @@ class ProbeTable:
         """The table as markdown: one row per layer, one column per noise level, accuracy in %."""
         head = "| layer | " + " | ".join(f"{noise_kind}={s:g}" for s in self.noises) + " |"
         rule = "|---|" + "---:|" * len(self.noises)
-        rows = [f"| {layer} | " + " | ".join(f"{100 * a:.2f}" for a in acc) + " |"
-                for layer, acc in zip(self.layers, self.accuracy)]  # fmt: skip
+        rows = [
+            f"| {layer} | " + " | ".join(f"{100 * a:.2f}" for a in acc) + " |"
+            for layer, acc in zip(self.layers, self.accuracy)
+        ]
         pixels = f"| raw pixels | {100 * self.pixels:.2f} |" + " |" * (len(self.noises) - 1)
         return "\n".join([head, rule, *rows, pixels])
 
@@ -80,9 +82,15 @@ def probe(
     features = {}
     for name, rows in (("train", train_rows), ("test", test_rows)):
         features[name] = grid_features(
-            teacher, images, rows, layers=layers, noises=noises, batch_size=batch_size,
-            teacher_labels=teacher_labels, progress=progress,
-        )  # fmt: skip
+            teacher,
+            images,
+            rows,
+            layers=layers,
+            noises=noises,
+            batch_size=batch_size,
+            teacher_labels=teacher_labels,
+            progress=progress,
+        )
     y_train, y_test = (torch.as_tensor(images.labels[r]) for r in (train_rows, test_rows))
 
     def score(key):
@@ -218,8 +226,9 @@ class LinearProbe(nn.Module):
         return ((z.double() - self.mean) / self.std) @ self.weight + self.bias
 
 
-def fit_linear_probe(x: Tensor, y: Tensor, *, num_classes: int, weight_decay: float = PROBE_WEIGHT_DECAY,
-                     max_iter: int = PROBE_MAX_ITER) -> LinearProbe:  # fmt: skip
+def fit_linear_probe(
+    x: Tensor, y: Tensor, *, num_classes: int, weight_decay: float = PROBE_WEIGHT_DECAY, max_iter: int = PROBE_MAX_ITER
+) -> LinearProbe:
     """Multinomial logistic regression on features x (N, D), labels y (N,) int.
 
     Features are standardised with the train mean and std (constant features stay 0); the weights start at 0
@@ -245,8 +254,15 @@ def fit_linear_probe(x: Tensor, y: Tensor, *, num_classes: int, weight_decay: fl
     return LinearProbe(mean, std, weight.detach(), bias.detach())
 
 
-def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, *,
-                 weight_decay: float = PROBE_WEIGHT_DECAY, max_iter: int = PROBE_MAX_ITER) -> float:  # fmt: skip
+def linear_probe(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    *,
+    weight_decay: float = PROBE_WEIGHT_DECAY,
+    max_iter: int = PROBE_MAX_ITER,
+) -> float:
     """Test accuracy in [0, 1] of `fit_linear_probe` on (N, D) features, labels (N,) int."""
     classes = int(max(train_y.max(), test_y.max())) + 1
     probe = fit_linear_probe(train_x, train_y, num_classes=classes, weight_decay=weight_decay, max_iter=max_iter)

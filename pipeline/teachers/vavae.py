@@ -194,8 +194,10 @@ def read_torch_file(path: Path):
                 return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except pickle.UnpicklingError as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise DraError(f"{path}: holds Python objects other than tensors and plain containers; refused to "
-                           f"unpickle them ({first})") from None  # fmt: skip
+            raise DraError(
+                f"{path}: holds Python objects other than tensors and plain containers; refused to "
+                f"unpickle them ({first})"
+            ) from None
         except (RuntimeError, EOFError, ValueError) as e:
             error = e
     raise DraError(f"{path}: not a readable torch checkpoint ({type(error).__name__}: {str(error)[:200]})")
