@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dra_pipeline.teachers.edm import save_safetensors
+from dra_pipeline.teachers.edm_checkpoint import save_denoiser
 from dra_pipeline.teachers.songunet import CIFAR10_DDPMPP, EDMDenoiser
 
 
@@ -31,7 +31,7 @@ def main() -> None:
     np.savez(args.out / "synthetic.npz", image=images, label=rng.integers(0, 10, args.rows))
     torch.manual_seed(0)
     net = EDMDenoiser(dataclasses.replace(CIFAR10_DDPMPP, label_dim=10))
-    save_safetensors(net, args.out / "edm-cifar10-random.safetensors")
+    save_denoiser(net, args.out / "edm-cifar10-random.safetensors")
     print(f"{args.out}: synthetic.npz ({args.rows} rows), edm-cifar10-random.safetensors")
 
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dra_pipeline.attacks import frozen_bn_stats, pgd_linf
 from dra_pipeline.models import Classifier
+from dra_pipeline.pgd import frozen_bn_stats, pgd_linf
 
 
 @dataclass

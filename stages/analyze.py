@@ -30,9 +30,9 @@ from dra_pipeline.analysis.cls_dimension import classification_dimension
 from dra_pipeline.analysis.frequency import fourier_map
 from dra_pipeline.analysis.sae import EXPANSION, LR, STEPS, sae_sweep
 from dra_pipeline.analysis.teacher_probe import batched_teacher_features, teacher_probe
+from dra_pipeline.linear_probe import linear_probe
 from dra_pipeline.models import Classifier
 from dra_pipeline.teachers import Teacher
-from dra_pipeline.teachers.probe import linear_probe
 
 ANALYSES = ("align-uniform", "cls-dim", "cknna", "sae", "frequency", "teacher-probe")
 NEEDS_STORE = ("cknna",)  # analyses that cannot run without stored teacher features
@@ -326,7 +326,7 @@ def _teacher_probe(*, eps, num_classes, test, train, stored, views, teacher, set
     ]
     if stored is not None and len(stored) >= 4:
         # The same probe on the stored features (the DRA targets): `extract` tells a conditional teacher each
-        # image's true label, which it writes into its features (see teachers/probe.py).
+        # image's true label, which it writes into its features (see teachers/layer_probe.py).
         z = torch.from_numpy(stored[:, views.index("clean") if "clean" in views else 0].astype(np.float32))
         half = len(z) // 2
         accuracy = linear_probe(z[:half], train.y[:half], z[half:], train.y[half:])

@@ -20,14 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dra_pipeline.attacks import pgd_linf
 from dra_pipeline.config import Config
 from dra_pipeline.data.batches import BatchLoader
 from dra_pipeline.distributed import SINGLE, Dist, all_reduce_sum, average_gradients, broadcast
 from dra_pipeline.errors import DraError
 from dra_pipeline.losses import ProjectionHead, alignment_loss, pgd_at, trades, uniform_start
 from dra_pipeline.models import Classifier
+from dra_pipeline.pgd import pgd_linf
 from dra_pipeline.run import RunDir
+from dra_pipeline.seeding import keyed_generator
 
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 
@@ -106,12 +107,6 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> Non
         e.copy_(b)
 
 
-def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
-    """A generator for the attack's random start of global step `step`, the same on every rank."""
-    key = int(np.random.SeedSequence([seed, 0, step]).generate_state(1)[0])
-    return torch.Generator(device=device).manual_seed(key)
-
-
 def bf16_autocast(cfg: Config, device: torch.device) -> bool:
     return cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and device.type == "cuda")
 
@@ -173,7 +168,7 @@ def training_step(
         step=a.step,
         steps=a.steps,
         label_smoothing=t.label_smoothing,
-        generator=step_generator(t.seed, step, device),
+        generator=keyed_generator(t.seed, 0, step, device=device),
         part=(dist.rank, dist.world),
     )
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_autocast(cfg, device)):

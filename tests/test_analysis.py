@@ -118,7 +118,7 @@ def test_teacher_features_equal_the_teacher_and_carry_gradients():
 
 
 def test_probe_module_is_differentiable_for_pgd():
-    from dra_pipeline.teachers.probe import fit_linear_probe
+    from dra_pipeline.linear_probe import fit_linear_probe
 
     g = torch.Generator().manual_seed(1)
     centres = 2 * torch.randn(3, 6, generator=g)

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from dra_pipeline.errors import DraError
-from dra_pipeline.teachers.edm import config_from_edm_kwargs, load_denoiser
-from dra_pipeline.teachers.edm_pickle import convert_pickle_to_safetensors, read_edm_pickle
+from dra_pipeline.teachers.edm_checkpoint import config_from_edm_kwargs, convert_pickle_to_safetensors, load_denoiser
+from dra_pipeline.teachers.edm_pickle import read_edm_pickle
 from dra_pipeline.teachers.songunet import CIFAR10_DDPMPP, EDMDenoiser, SongUNetConfig
 from tests.edm_pickle_fixture import EasyDict, write_edm_pickle
 

@@ -12,7 +12,7 @@ from dra_pipeline.cli import main
 from dra_pipeline.data import open_source
 from dra_pipeline.errors import DraError
 from dra_pipeline.stages.generate import generate, sample_images
-from dra_pipeline.teachers.edm import save_safetensors
+from dra_pipeline.teachers.edm_checkpoint import save_denoiser
 from dra_pipeline.teachers.sampler import edm_time_steps, heun_sample
 from dra_pipeline.teachers.songunet import EDMDenoiser, SongUNetConfig
 from tests.test_cli import assert_one_line_error
@@ -194,7 +194,7 @@ def test_refuses_to_overwrite_and_unconditional_denoisers(tmp_path, denoiser):
 def test_generate_command_with_a_tiny_checkpoint(tmp_path):
     """A tiny 14 px conditional checkpoint stands in for edm-fmnist's weights (10 classes, has dec.7x7_block2)."""
     ckpt = tmp_path / "tiny.safetensors"
-    save_safetensors(
+    save_denoiser(
         tiny_denoiser(SongUNetConfig(**{**TINY.to_dict(), "img_resolution": 14, "label_dim": 10, "num_blocks": 2})),
         ckpt,
     )

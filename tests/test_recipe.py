@@ -5,10 +5,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dra_pipeline.attacks import frozen_bn_stats, pgd_linf
 from dra_pipeline.errors import DraError
 from dra_pipeline.losses import ProjectionHead, alignment_loss, pgd_at, trades, uniform_start
 from dra_pipeline.models import create_model
+from dra_pipeline.pgd import frozen_bn_stats, pgd_linf
 
 
 def small_model(seed=0):

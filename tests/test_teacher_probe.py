@@ -9,9 +9,11 @@ from dra_pipeline.cli import main
 from dra_pipeline.data import open_source
 from dra_pipeline.data.indexed import IndexedImages
 from dra_pipeline.errors import DraError
+from dra_pipeline.linear_probe import linear_probe
+from dra_pipeline.seeding import subset_rows
 from dra_pipeline.teachers import create_teacher
+from dra_pipeline.teachers.layer_probe import grid_features, probe
 from dra_pipeline.teachers.massive import MASSIVE_RATIO, find_massive_channels, resolve_zero_channels
-from dra_pipeline.teachers.probe import grid_features, linear_probe, probe, subset_rows
 
 LAYERS = ["dec.8x8_in1", "dec.8x8_block1"]
 PLANTED = 5  # channel of dec.8x8_block1 made massive

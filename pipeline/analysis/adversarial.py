@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dra_pipeline.attacks import pgd_linf
 from dra_pipeline.losses import uniform_start
 from dra_pipeline.models import Classifier
+from dra_pipeline.pgd import pgd_linf
+from dra_pipeline.seeding import keyed_generator
 
 PGD_STEPS = 20  # iterations of the evaluation attack
 STEP_FACTOR = 2.5  # step = STEP_FACTOR * eps / steps
@@ -54,7 +54,7 @@ def pgd_views(
     try:
         for a in range(0, len(x), batch_size):
             xb, yb = x[a : a + batch_size].to(device), y[a : a + batch_size].to(device)
-            g = torch.Generator(device=device).manual_seed(batch_seed(seed, a))
+            g = keyed_generator(seed, a, device=device)
             x_adv = pgd_linf(
                 model,
                 xb,
@@ -103,8 +103,3 @@ def input_gradients(model: Classifier, x: Tensor, y: Tensor, *, batch_size: int 
     finally:
         model.train(was_training)
     return torch.cat(out)
-
-
-def batch_seed(seed: int, start: int) -> int:
-    """A torch seed from (seed, batch start): torch keeps only 32 bits of a seed, so the pair is hashed first."""
-    return int(np.random.SeedSequence([seed, start]).generate_state(1)[0])

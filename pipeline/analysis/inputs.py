@@ -21,9 +21,9 @@ from dra_pipeline.cache.store import SOURCE_IDENTITY
 from dra_pipeline.checkpoints import LoadedClassifier, load_classifier
 from dra_pipeline.data import SourceSpec, open_source
 from dra_pipeline.errors import DraError
+from dra_pipeline.seeding import subset_rows
 from dra_pipeline.stages.analyze import NEEDS_TEACHER, Labelled
 from dra_pipeline.teachers import Teacher, create_teacher
-from dra_pipeline.teachers.probe import subset_rows
 
 CHECKPOINT = "best-ema.pt"
 

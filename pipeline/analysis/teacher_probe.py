@@ -3,10 +3,10 @@
 The teacher reads image i at its fixed noise level with the noise draw of row r_i (its (seed, row) generator,
 as `extract` does), so attacking the probe is a deterministic function of the image: the attack cannot win by
 re-rolling the noise. A class-conditional teacher is told class 0 for every image, as `teacher probe`'s default
-"fixed" mode: told the true label it would write the label into its features (see teachers/probe.py), and the
+"fixed" mode: told the true label it would write the label into its features (see teachers/layer_probe.py), and the
 probe would read the label back whatever the image.
 
-The probe is `teachers.probe.fit_linear_probe` (the recipe of `teacher probe`), a module that PGD can
+The probe is `linear_probe.fit_linear_probe` (the recipe of `teacher probe`), a module that PGD can
 differentiate through.
 """
 
@@ -20,12 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dra_pipeline.analysis.adversarial import PGD_STEPS, STEP_FACTOR, batch_seed
-from dra_pipeline.attacks import pgd_linf
+from dra_pipeline.analysis.adversarial import PGD_STEPS, STEP_FACTOR
+from dra_pipeline.linear_probe import LinearProbe, fit_linear_probe
 from dra_pipeline.losses import uniform_start
+from dra_pipeline.pgd import pgd_linf
+from dra_pipeline.seeding import keyed_generator
 from dra_pipeline.teachers import Teacher
 from dra_pipeline.teachers.base import resize_center_crop
-from dra_pipeline.teachers.probe import LinearProbe, fit_linear_probe
 
 
 def teacher_features(teacher: Teacher, x: Tensor, rows: np.ndarray) -> Tensor:
@@ -109,7 +110,7 @@ def teacher_probe(
         b = min(a + batch_size, n_attack)
         model = _ProbedTeacher(teacher, on_device, rows[a:b])
         yb = y[a:b].to(teacher.device)
-        g = torch.Generator(device=teacher.device).manual_seed(batch_seed(seed, a))
+        g = keyed_generator(seed, a, device=teacher.device)
         x_adv = pgd_linf(
             model,
             x[a:b].to(teacher.device),

@@ -73,7 +73,7 @@ def teacher_fit(data_text, data_dir, out, net, steps, batch_size, lr, seed, devi
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="FILE.safetensors")
 def teacher_convert(pkl: Path, out: Path):
     """Convert an official EDM network pickle to safetensors, once, without executing code from the pickle."""
-    from dra_pipeline.teachers.edm_pickle import convert_pickle_to_safetensors
+    from dra_pipeline.teachers.edm_checkpoint import convert_pickle_to_safetensors
 
     convert_pickle_to_safetensors(pkl, out)
     click.echo(f"wrote {out}")
@@ -146,8 +146,10 @@ def teacher_probe(
 
     from dra_pipeline.data import open_source
     from dra_pipeline.data.indexed import IndexedImages
+    from dra_pipeline.linear_probe import PROBE_WEIGHT_DECAY
+    from dra_pipeline.seeding import subset_rows
     from dra_pipeline.teachers import create_teacher, teacher_spec
-    from dra_pipeline.teachers.probe import PROBE_WEIGHT_DECAY, probe, subset_rows
+    from dra_pipeline.teachers.layer_probe import probe
 
     spec = teacher_spec(name)
     data_text = data_text or spec.dataset

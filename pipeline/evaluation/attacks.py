@@ -7,7 +7,7 @@ library's own `run_standard_evaluation_individual` does (`attacks_to_run = [name
 every component reseeds torch from `seed` at each call, so a batch attacked here gives exactly what the same
 batch gives inside one uninterrupted `run_standard_evaluation` (see worst_case.py for why batches match).
 
-PGD and FGSM reuse `pipeline.attacks.pgd_linf` (L-inf only); PGD's random start for dataset row r is drawn from
+PGD and FGSM reuse `dra_pipeline.pgd.pgd_linf` (L-inf only); PGD's random start for dataset row r is drawn from
 a generator keyed by (seed, r), so it does not depend on the batch size or on which other points are attacked.
 """
 
@@ -20,13 +20,13 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dra_pipeline.attacks import pgd_linf
 from dra_pipeline.errors import DraError
+from dra_pipeline.pgd import pgd_linf
+from dra_pipeline.seeding import keyed_uniform
 
 NORMS = ("Linf", "L2")
 AUTOATTACK_STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")  # the order the standard version runs them in
@@ -158,7 +158,7 @@ def _pgd(name, model, *, eps, steps, step, random_start, seed, device) -> Attack
     device = torch.device(device)
     start = "uniform in the eps-ball, keyed by (seed, row)" if random_start else "none"
     settings = {
-        "implementation": "pipeline.attacks.pgd_linf, cross-entropy",
+        "implementation": "dra_pipeline.pgd.pgd_linf, cross-entropy",
         "steps": steps,
         "step": step,
         "random_start": start,
@@ -190,14 +190,6 @@ def _pgd(name, model, *, eps, steps, step, random_start, seed, device) -> Attack
             return model(x_adv).argmax(1).cpu()
 
     return Attack(name, settings, run)
-
-
-def keyed_uniform(seed: int, rows: Tensor | np.ndarray, shape: tuple[int, ...]) -> Tensor:
-    """U[0, 1) draws (len(rows), *shape) float32; row r's come from a generator seeded by (seed, r) alone."""
-    out = np.empty((len(rows), *shape), dtype=np.float32)
-    for i, row in enumerate(np.asarray(rows, dtype=np.int64).tolist()):
-        out[i] = np.random.default_rng([seed, row]).random(shape, dtype=np.float32)
-    return torch.from_numpy(out)
 
 
 class _FlagCollector(logging.Handler):

@@ -10,12 +10,12 @@ Checkpoints are local folders in the layout of the public Hugging Face repos (`g
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from torch import Tensor, nn
 
 from dra_pipeline.errors import DraError
+from dra_pipeline.hashing import folder_sha256
 from dra_pipeline.teachers.base import Teacher, TeacherSpec
 from dra_pipeline.teachers.registry import register_teacher
 
@@ -136,17 +136,6 @@ def load_alphas_cumprod(folder: Path) -> Tensor:
 
     config = DDPMScheduler.load_config(folder)
     return DDPMScheduler.from_config(config).alphas_cumprod
-
-
-def folder_sha256(root: Path, files: list[Path]) -> str:
-    """sha256 over `files` sorted by path relative to `root`, each as its relative path, a NUL, then its bytes."""
-    h = hashlib.sha256()
-    for path in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0")
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 24):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def model_files(folder: Path) -> list[Path]:

@@ -7,21 +7,19 @@ file) or safetensors files written by `teacher convert` / `teacher fit`, whose m
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from dra_pipeline.atomic import atomic_write
 from dra_pipeline.errors import DraError
+from dra_pipeline.hashing import file_sha256
 from dra_pipeline.teachers.base import Teacher, TeacherSpec
+from dra_pipeline.teachers.edm_checkpoint import load_denoiser
 from dra_pipeline.teachers.registry import register_teacher
 from dra_pipeline.teachers.songunet import EDMDenoiser, SongUNetConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-SAFETENSORS_FORMAT = "dra-songunet-edm"
 
 
 class EDMTeacher(Teacher):
@@ -35,91 +33,6 @@ class EDMTeacher(Teacher):
 
     def run(self, x_noisy: Tensor, level: Tensor, labels: Tensor) -> None:
         self.denoiser(x_noisy, level, self.one_hot(labels))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def config_from_edm_kwargs(kwargs: dict, where: Path) -> SongUNetConfig:
-    """Map EDMPrecond's recorded init kwargs onto our config; refuse settings we do not implement."""
-    required = {
-        "model_type": "SongUNet",
-        "embedding_type": "positional",
-        "encoder_type": "standard",
-        "decoder_type": "standard",
-        "channel_mult_noise": 1,
-    }
-    for key, want in required.items():
-        if key in kwargs and kwargs[key] != want:
-            raise DraError(f"{where}: unsupported EDM network {key}={kwargs[key]!r} (this tool implements {want!r})")
-    if list(kwargs.get("resample_filter", [1, 1])) != [1, 1]:
-        raise DraError(f"{where}: unsupported resample_filter {kwargs['resample_filter']!r} (implemented: [1, 1])")
-    fields = {f.name for f in dataclasses.fields(SongUNetConfig)}
-    return SongUNetConfig.from_dict({k: v for k, v in kwargs.items() if k in fields})
-
-
-def load_denoiser(path: Path) -> EDMDenoiser:
-    """An EDMDenoiser from an EDM .pkl or our .safetensors, loaded with strict key and shape checks."""
-    if not path.is_file():
-        raise DraError(f"checkpoint {path} not found")
-    if path.suffix == ".pkl":
-        from dra_pipeline.teachers.edm_pickle import read_edm_pickle
-
-        kwargs, state = read_edm_pickle(path)
-        cfg = config_from_edm_kwargs(kwargs, path)
-    elif path.suffix == ".safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        if meta.get("format") != SAFETENSORS_FORMAT:
-            raise DraError(
-                f"{path}: not a {SAFETENSORS_FORMAT} safetensors file (metadata format={meta.get('format')!r})"
-            )
-        cfg = SongUNetConfig.from_dict(json.loads(meta["config"]))
-        state = load_file(str(path))
-    else:
-        raise DraError(f"{path}: expected an EDM .pkl or a .safetensors checkpoint")
-    denoiser = EDMDenoiser(cfg)
-    load_strict(denoiser, state, path)
-    return denoiser
-
-
-def load_strict(module: nn.Module, state: dict[str, Tensor], where: Path, *, assign: bool = False) -> None:
-    """load_state_dict(strict=True) with the first missing/unexpected/mis-shaped key named in one line.
-
-    assign=True takes the given tensors as the module's (for a module built on the meta device).
-    """
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise DraError(
-            f"{where}: state dict does not match the network ({len(missing)} missing, e.g. {missing[:2]}; "
-            f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})"
-        )
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(own[key].shape):
-            raise DraError(
-                f"{where}: {key} has shape {tuple(value.shape)}, the network expects {tuple(own[key].shape)}"
-            )
-    module.load_state_dict(state, strict=True, assign=assign)
-
-
-def save_safetensors(denoiser: EDMDenoiser, path: Path, extra: dict | None = None) -> None:
-    """Write weights + config (metadata) by temp file and rename."""
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in denoiser.state_dict().items()}
-    meta = {"format": SAFETENSORS_FORMAT, "config": json.dumps(denoiser.cfg.to_dict()), **(extra or {})}
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={k: str(v) for k, v in meta.items()}))
 
 
 def _builder(default_checkpoint: str, cfg: SongUNetConfig | None = None):

@@ -1,4 +1,4 @@
-"""Read NVlabs/edm network pickles without executing anything from them; convert them to safetensors.
+"""Read NVlabs/edm network pickles without executing anything from them.
 
 EDM's `torch_utils.persistence` pickles every network object as a call
 `torch_utils.persistence._reconstruct_persistent_obj(meta)`, `meta = dict(type='class', version, module_src,
@@ -22,7 +22,6 @@ import torch
 from torch import Tensor
 
 from dra_pipeline.errors import DraError
-from dra_pipeline.teachers.songunet import EDMDenoiser
 
 try:
     from numpy._core.multiarray import scalar as _np_scalar
@@ -208,16 +207,4 @@ def _collect_state(node: PickledObject, prefix: str, out: dict[str, Tensor], whe
         _collect_state(child, f"{prefix}{name}.", out, where)
 
 
-def convert_pickle_to_safetensors(pkl: Path, out: Path) -> None:
-    """Write the EMA network of EDM pickle `pkl` to `out` (.safetensors, config in its metadata); never overwrites."""
-    from dra_pipeline.teachers.edm import config_from_edm_kwargs, file_sha256, load_strict, save_safetensors
-
-    pkl, out = Path(pkl), Path(out)
-    if out.suffix != ".safetensors":
-        raise DraError(f"{out}: the converted checkpoint must be named *.safetensors")
-    if out.exists():
-        raise DraError(f"{out} already exists; not overwriting it")
-    kwargs, state = read_edm_pickle(pkl)
-    denoiser = EDMDenoiser(config_from_edm_kwargs(kwargs, pkl))
-    load_strict(denoiser, state, pkl)
-    save_safetensors(denoiser, out, extra={"source": pkl.name, "source_sha256": file_sha256(pkl)})
+# END

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from dra_pipeline.atomic import atomic_write, atomic_write_text
 from dra_pipeline.data.indexed import IndexedImages
 from dra_pipeline.errors import DraError
-from dra_pipeline.teachers.edm import save_safetensors
+from dra_pipeline.teachers.edm_checkpoint import save_denoiser
 from dra_pipeline.teachers.songunet import EDMDenoiser, SongUNetConfig
 
 # Networks `teacher fit` can build; resolution, channels and classes come from the data.
@@ -161,7 +161,7 @@ def fit(
             out_of_time = max_minutes is not None and time.perf_counter() - start > 60 * max_minutes
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
                 _save_state(state_path, net, ema, opt, gen, step)
-                save_safetensors(ema, run_dir / "ema.safetensors", {"step": step, "kimg": step * cfg.batch_size / 1000})
+                save_denoiser(ema, run_dir / "ema.safetensors", {"step": step, "kimg": step * cfg.batch_size / 1000})
             if out_of_time:
                 break
     return run_dir / "ema.safetensors"

@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dra_pipeline.errors import DraError
+from dra_pipeline.hashing import folder_sha256
 from dra_pipeline.teachers.base import Teacher, TeacherSpec
-from dra_pipeline.teachers.diffusers_teachers import folder_sha256
-from dra_pipeline.teachers.edm import load_strict
+from dra_pipeline.teachers.loading import load_strict, read_torch_file
 from dra_pipeline.teachers.registry import register_teacher
 from dra_pipeline.teachers.vavae import (
     F16D32,
@@ -45,7 +45,6 @@ from dra_pipeline.teachers.vavae import (
     VAEEncoderConfig,
     load_latent_stats,
     load_vae_encoder,
-    read_torch_file,
 )
 
 

@@ -19,8 +19,6 @@ Shapes: images (N, 3, R, R) in [-1, 1] -> latents (N, z, R / 16, R / 16) for the
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dra_pipeline.errors import DraError
-from dra_pipeline.teachers.edm import load_strict
+from dra_pipeline.teachers.loading import load_strict, read_torch_file
 
 
 @dataclass(frozen=True)
@@ -176,37 +174,6 @@ class VAEEncoder(nn.Module):
     def posterior_mean(self, x: Tensor) -> Tensor:
         """The mean of the diagonal Gaussian posterior (N, embed_dim, R / f, R / f): the first half of the moments."""
         return self(x)[:, : self.cfg.embed_dim]
-
-
-def read_torch_file(path: Path):
-    """A torch checkpoint read as data (`weights_only=True`): tensors, plain containers and argparse Namespaces only,
-    never code.
-
-    Zip-format files (torch >= 1.6) are memory-mapped, so only the parts used are read from disk.
-    """
-    import pickle
-
-    if not path.is_file():
-        raise DraError(f"checkpoint {path} not found")
-    for mmap in (True, False):  # the legacy (pre-zip) format cannot be memory-mapped
-        try:
-            with _allow_namespace():
-                return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        except pickle.UnpicklingError as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise DraError(
-                f"{path}: holds Python objects other than tensors and plain containers; refused to "
-                f"unpickle them ({first})"
-            ) from None
-        except (RuntimeError, EOFError, ValueError) as e:
-            error = e
-    raise DraError(f"{path}: not a readable torch checkpoint ({type(error).__name__}: {str(error)[:200]})")
-
-
-def _allow_namespace():
-    """DiT-style training checkpoints keep their argparse Namespace under `args` (attributes only, no code)."""
-    allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
-    return allow([argparse.Namespace]) if allow else contextlib.nullcontext()
 
 
 def load_vae_encoder(module: VAEEncoder, path: Path, *, assign: bool = False) -> None:
