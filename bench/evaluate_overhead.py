@@ -27,8 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine  # noqa: E402
+from dra_pipeline.environment import describe, environment
 
 
 def main() -> None:
@@ -48,7 +47,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    print(f"machine: {describe_machine()}, torch threads {torch.get_num_threads()}")
+    print(f"machine: {describe(environment())}, torch threads {torch.get_num_threads()}")
     print(f"model {args.checkpoint}, first {args.n} test images of its dataset")
     print(
         f"AutoAttack standard Linf at the run's eps, seed {args.seed}, batch {args.batch_size}, {args.device}, "

@@ -12,7 +12,6 @@ Target: ratio >= 0.85. On GPU both sides use bf16 autocast and channels-last, as
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,14 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine  # noqa: E402
-
-from dra_pipeline.cache import FeatureStore  # noqa: E402
-from dra_pipeline.data import open_source  # noqa: E402
-from dra_pipeline.data.indexed import IndexedImages  # noqa: E402
-from dra_pipeline.stages.extract import extract  # noqa: E402
-from dra_pipeline.teachers import create_teacher  # noqa: E402
+from dra_pipeline.cache import FeatureStore
+from dra_pipeline.data import open_source
+from dra_pipeline.data.indexed import IndexedImages
+from dra_pipeline.environment import describe, environment
+from dra_pipeline.stages.extract import extract
+from dra_pipeline.teachers import create_teacher
 
 
 def main() -> None:
@@ -41,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.device == "cpu":
         torch.set_flush_denormal(True)
-    print(f"machine: {describe_machine()}")
+    print(f"machine: {describe(environment())}")
     teacher = create_teacher(args.teacher, checkpoint=args.checkpoint, device=args.device)
     images = IndexedImages([open_source(args.data)])
     rows = np.arange(min(args.rows, len(images)))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine  # noqa: E402
-
-from dra_pipeline.data import open_source  # noqa: E402
+from dra_pipeline.data import open_source
+from dra_pipeline.environment import describe, environment
 
 
 def small_cnn() -> nn.Module:
@@ -79,7 +76,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_flush_denormal(True)
     torch.manual_seed(args.seed)
-    print(describe_machine())
+    print(describe(environment()))
 
     train, test, synth = (open_source(s) for s in ("fashion-mnist:train", "fashion-mnist:test", str(args.samples)))
     x_train, y_train = as_input(train.read(np.arange(len(train)))), torch.from_numpy(train.labels)

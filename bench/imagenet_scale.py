@@ -11,7 +11,6 @@ and channels-last on GPU) of the full ConvNeXt-B at 224 px onto 1152-d targets; 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine  # noqa: E402
+from dra_pipeline.environment import describe, environment
 
 
 def peak_gib(device: torch.device) -> float:
@@ -143,7 +141,7 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_flush_denormal(True)
-    print(f"machine: {describe_machine()}")
+    print(f"machine: {describe(environment())}")
     with tempfile.TemporaryDirectory() as tmp:
         extraction(args, device, Path(tmp))
     training_step(args, device)

@@ -12,18 +12,15 @@ Targets: read path <= 50x memmap, and < 1 % of a training step.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine  # noqa: E402
-
-from dra_pipeline.cache import FeatureStore  # noqa: E402
-from dra_pipeline.cache.store import is_store  # noqa: E402
+from dra_pipeline.cache import FeatureStore
+from dra_pipeline.cache.store import is_store
+from dra_pipeline.environment import describe, environment
 
 
 def build(directory: Path, rows: int, dim: int) -> tuple[Path, Path]:
@@ -116,7 +113,7 @@ def main() -> None:
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
 
-    print(f"machine: {describe_machine()}")
+    print(f"machine: {describe(environment())}")
     t0 = time.perf_counter()
     store_path, flat_path = build(args.dir, args.rows, args.dim)
     print(f"store: {args.rows} rows x 1 x {args.dim} float16 ({time.perf_counter() - t0:.1f} s to build or find)")

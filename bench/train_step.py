@@ -19,8 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine  # noqa: E402
+from dra_pipeline.environment import describe, environment
 
 MODES = ("plain", "cached", "online")
 
@@ -35,8 +34,8 @@ def setup(args, mode: str):
     from dra_pipeline.data import SourceSpec, open_source
     from dra_pipeline.data.batches import BatchLoader, BatchPlan
     from dra_pipeline.data.indexed import IndexedImages
+    from dra_pipeline.jobs.train import online_teacher
     from dra_pipeline.models import create_model
-    from dra_pipeline.run import online_teacher
     from dra_pipeline.stages.train import build_state, channels_last
 
     device = torch.device(args.device)
@@ -142,7 +141,7 @@ def main() -> None:
     if args.mode:  # child: peak memory of one mode in a fresh process
         print(json.dumps({"peak_bytes": peak_memory(args, args.mode)}))
         return
-    print(f"machine: {describe_machine()}")
+    print(f"machine: {describe(environment())}")
     modes = args.modes.split(",")
     results = timed(args, modes)
     for mode in modes:

@@ -84,7 +84,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:
-        return apply_overrides(cls(), _flatten(d))
+        return apply_overrides(cls(), flatten(d))
 
 
 def _plain(obj):
@@ -95,12 +95,13 @@ def _plain(obj):
     return obj
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
+def flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    """Nested dicts -> one level with dotted keys: {"train": {"lr": 0.1}} -> {"train.lr": 0.1}."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten(v, key + "."))
         else:
             out[key] = v
     return out
@@ -187,4 +188,4 @@ def _preset_overrides(preset: str, seen: tuple[str, ...] = ()) -> dict[str, obje
     raw = yaml.safe_load(path.read_text()) or {}
     base = raw.pop("base", None)
     inherited = _preset_overrides(base, (*seen, str(path))) if base else {}
-    return {**inherited, **_flatten(raw)}
+    return {**inherited, **flatten(raw)}

@@ -114,6 +114,11 @@ class ProjectionHead(nn.Module):
     def forward(self, features: Tensor) -> Tensor:
         return self.net(features)
 
+    @staticmethod
+    def target_dim(state: dict[str, Tensor]) -> int:
+        """The teacher-feature width a saved head (its state dict) projects to."""
+        return int(state["net.4.weight"].shape[0])
+
 
 def alignment_loss(projected: Tensor, target: Tensor) -> Tensor:
     """Mean over the batch of 1 - cos(projected_i, target_i); both (N, dim). In [0, 2]."""

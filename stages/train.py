@@ -1,6 +1,6 @@
 """Stage two: TRADES (or PGD-AT) adversarial training with the DRA alignment loss, targets read by row.
 
-The recipe follows DM-AT (facts in DESIGN.md section 6): attack in train mode with BN statistics frozen, label
+The recipe follows DM-AT (see docs/design.md): attack in train mode with BN statistics frozen, label
 smoothing, SGD Nesterov without weight decay on BN, linear warm-up then cosine decay, EMA with warm-up whose
 BN statistics are copied, best EMA checkpoint by PGD robust accuracy on a held-out validation split.
 Checkpoints are written at epoch ends; every batch and every attack start is a function of (seed, epoch,
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dra_pipeline import checkpoints
 from dra_pipeline.config import Config
 from dra_pipeline.data.batches import BatchLoader
 from dra_pipeline.distributed import SINGLE, Dist, all_reduce_sum, average_gradients, broadcast
@@ -27,7 +28,7 @@ from dra_pipeline.errors import DraError
 from dra_pipeline.losses import ProjectionHead, alignment_loss, pgd_at, trades, uniform_start
 from dra_pipeline.models import Classifier
 from dra_pipeline.pgd import pgd_linf
-from dra_pipeline.run import RunDir
+from dra_pipeline.run_dir import RunDir
 from dra_pipeline.seeding import keyed_generator
 
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
@@ -45,16 +46,16 @@ class TrainState:
     best_robust: float = -1.0
 
     def state_dict(self) -> dict:
-        return {
-            "model": self.model.state_dict(),
-            "ema": self.ema.state_dict(),
-            "head": self.head.state_dict() if self.head is not None else None,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "epoch": self.epoch,
-            "best_robust": self.best_robust,
-            "model_info": self.model_info,
-        }
+        return checkpoints.training_checkpoint(
+            model=self.model.state_dict(),
+            ema=self.ema.state_dict(),
+            head=self.head.state_dict() if self.head is not None else None,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            epoch=self.epoch,
+            best_robust=self.best_robust,
+            model_info=self.model_info,
+        )
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -254,17 +255,15 @@ def train(
             state.best_robust = val_robust
         if dist.rank == 0:
             if best:
-                run.save(
-                    "best-ema.pt",
-                    {
-                        "ema": state.ema.state_dict(),
-                        "model_info": state.model_info,
-                        "epoch": state.epoch,
-                        "val_robust": val_robust,
-                        "val_clean": val_clean,
-                    },
+                best_ema = checkpoints.best_ema_checkpoint(
+                    ema=state.ema.state_dict(),
+                    model_info=state.model_info,
+                    epoch=state.epoch,
+                    val_robust=val_robust,
+                    val_clean=val_clean,
                 )
-            run.save("last.pt", state.state_dict())
+                run.save(checkpoints.BEST_EMA, best_ema)
+            run.save(checkpoints.LAST, state.state_dict())
             run.log(record)
             mark = "  *best" if best else ""
             log(

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from dra_pipeline.cli import main
 from dra_pipeline.config import load_config
 from dra_pipeline.data.batches import augment
+from dra_pipeline.jobs.train import validation_rows
 from dra_pipeline.models import create_model
-from dra_pipeline.run import validation_rows
 from dra_pipeline.stages.train import build_state
 from tests import fixtures
 

@@ -267,7 +267,7 @@ def test_train_never_builds_a_teacher(tmp_path, fmnist):
 
 
 def test_online_teacher_matches_cached_targets_and_width_is_checked(tmp_path, fmnist):
-    import dra_pipeline.run as run_module
+    import dra_pipeline.jobs.train as run_module
     from dra_pipeline.cache import FeatureStore
     from dra_pipeline.data import open_source
     from dra_pipeline.data.indexed import IndexedImages

@@ -34,6 +34,6 @@ def train(features, preset, sets, out, weight, online_teacher, data_dir, dry_run
         click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return
     out = out or Path("runs") / (Path(preset).stem if preset else "train")
-    from dra_pipeline.run import run_training
+    from dra_pipeline.jobs.train import run_training
 
     run_training(cfg, features=features, out=out, data_dir=data_dir, echo=click.echo)

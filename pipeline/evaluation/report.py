@@ -10,38 +10,13 @@ so that two models evaluated on the same points can be compared pairwise.
 from __future__ import annotations
 
 import datetime
-import os
-import platform
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dra_pipeline.atomic import atomic_write_text
+from dra_pipeline.environment import environment
 from dra_pipeline.evaluation.intervals import Accuracy
-
-
-def environment(device: torch.device | str) -> dict:
-    """Package versions, the device in words, and torch's CPU threads."""
-    versions = {"python": platform.python_version()}
-    for package in ("dra-pipeline", "torch", "pyautoattack", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    device = torch.device(device)
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
-        name = f"{name}, {os.cpu_count()} cores"
-    return {"versions": versions, "device": str(device), "device_name": name, "torch_threads": torch.get_num_threads()}
 
 
 def build_report(evaluation, *, model: dict, data: dict, wall_s: float, state: dict | None = None) -> dict:

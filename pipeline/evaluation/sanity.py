@@ -1,5 +1,5 @@
 """The checks a careful reviewer runs before believing a robust accuracy (Carlini et al. 2019, "On evaluating
-adversarial robustness"; AutoAttack's own flags; DESIGN.md section 7).
+adversarial robustness"; AutoAttack's own flags; docs/design.md).
 
 Each check returns a `Check` with a one-line detail. A failed check does not make the number wrong, it makes it
 untrustworthy: gradient masking (rounded inputs, saturated softmax outputs), randomness, batch-norm statistics

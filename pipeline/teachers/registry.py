@@ -57,3 +57,26 @@ def create_teacher(
     teacher.set_zero_channels(zero_channels)
     teacher.requires_grad_(False)
     return teacher.eval().to(device)
+
+
+def teacher_from_provenance(prov: dict, *, device: str = "cpu", where: str = "the store") -> Teacher:
+    """The teacher a feature store was extracted with (its provenance: name, checkpoint, layer, noise, seed, zeroed
+    channels), refused when its weights differ from the checkpoint hash the store recorded."""
+    if "teacher" not in prov or "layer" not in prov:
+        raise DraError(f"{where} records no teacher provenance")
+    teacher = create_teacher(
+        prov["teacher"],
+        checkpoint=prov.get("checkpoint") or None,
+        layer=prov["layer"],
+        noise=prov.get("noise"),
+        seed=prov.get("seed", 0),
+        zero_channels=prov.get("zeroed_channels", ()),
+        device=device,
+    )
+    want = prov.get("checkpoint_sha256")
+    if want and teacher.checkpoint_sha256 != want:
+        raise DraError(
+            f"the teacher's weights ({teacher.checkpoint_path or 'packaged'}) differ from those {where} was made "
+            f"with (sha256 {want[:12]}...)"
+        )
+    return teacher

@@ -1,91 +1,30 @@
-"""Run directories: config, logs and checkpoints in one place, written atomically, never deleted.
+"""Stage two's wiring: a config and a feature store in, a run directory out.
 
-runs/NAME/config.yaml     the resolved config, written before the first step
-runs/NAME/stats.jsonl     one line per epoch
-runs/NAME/last.pt         everything needed to resume at an epoch end (model, EMA, head, optimizer, scheduler)
-runs/NAME/best-ema.pt     EMA weights with the best validation robust accuracy so far
+Opens the store (the manifest: its first source is the real training set, further sources are synthetic DM-AT
+npz files) and its sources, splits off the validation rows, builds the batch plan, the model and the training
+state, creates or resumes the run directory, and runs `stages.train` under torchrun or alone. No teacher is
+imported or built unless cfg.dra.online_teacher asks for one.
 """
 
 from __future__ import annotations
 
-import json
-import platform
-import subprocess
 from pathlib import Path
 
+import numpy as np
 import torch
-import yaml
+from tqdm import tqdm
 
-from dra_pipeline.atomic import atomic_write, atomic_write_text
+from dra_pipeline import checkpoints
+from dra_pipeline.cache import FeatureStore
+from dra_pipeline.data import SourceSpec, open_source
+from dra_pipeline.data.batches import BatchLoader, BatchPlan
+from dra_pipeline.data.indexed import IndexedImages
+from dra_pipeline.distributed import barrier, broadcast, setup, teardown
 from dra_pipeline.errors import DraError
-
-
-class RunDir:
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def start(self, config: dict, *, resume: bool = True) -> bool:
-        """Create the run or check that the existing one was made with the same config; True if resuming."""
-        cfg_path = self.path / "config.yaml"
-        if cfg_path.exists():
-            recorded = yaml.safe_load(cfg_path.read_text())
-            if recorded != json.loads(json.dumps(config)):
-                diff = sorted(k for k in _flat(config) if _flat(recorded).get(k) != _flat(config)[k])
-                raise DraError(
-                    f"{self.path} holds a run with a different config ({', '.join(diff[:5])}); "
-                    "rerun with the same settings to resume, or choose another --out"
-                )
-            return resume and (self.path / "last.pt").exists()
-        if self.path.exists() and any(self.path.iterdir()):
-            raise DraError(f"{self.path} exists and is not a run directory (no config.yaml); choose another --out")
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.write_text("config.yaml", yaml.safe_dump(config, sort_keys=False))
-        self.write_text("environment.json", json.dumps(environment(), indent=2))
-        return False
-
-    def write_text(self, name: str, text: str) -> None:
-        atomic_write_text(self.path / name, text)
-
-    def save(self, name: str, state: dict) -> None:
-        """torch.save to a temp file, then rename: a crash never leaves a broken checkpoint under `name`."""
-        atomic_write(self.path / name, lambda tmp: torch.save(state, tmp))
-
-    def load(self, name: str, device: str | torch.device = "cpu") -> dict:
-        return torch.load(self.path / name, map_location=device, weights_only=True)
-
-    def log(self, record: dict) -> None:
-        with open(self.path / "stats.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-
-def environment() -> dict:
-    """Versions, git SHA and machine, recorded at the start of a run."""
-    from dra_pipeline import __version__
-
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return {
-        "dra_pipeline": __version__,
-        "git_sha": sha,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.platform(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
-def _flat(d, prefix=""):
-    out = {}
-    for k, v in (d or {}).items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+from dra_pipeline.losses import ProjectionHead
+from dra_pipeline.models import NORMALISATION, create_model
+from dra_pipeline.run_dir import RunDir
+from dra_pipeline.stages.train import build_state, channels_last, train
 
 
 def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=print):
@@ -94,17 +33,6 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
     The store's first source is the real training set; any further sources are synthetic (DM-AT npz). No
     teacher is imported or built unless cfg.dra.online_teacher asks for one.
     """
-    import numpy as np
-    from tqdm import tqdm
-
-    from dra_pipeline.cache import FeatureStore
-    from dra_pipeline.data import SourceSpec, open_source
-    from dra_pipeline.data.batches import BatchLoader, BatchPlan
-    from dra_pipeline.data.indexed import IndexedImages
-    from dra_pipeline.distributed import barrier, broadcast, setup, teardown
-    from dra_pipeline.models import NORMALISATION, create_model
-    from dra_pipeline.stages.train import build_state, channels_last, train
-
     dist = setup(cfg.train.device)
     device = dist.device
     if device.type == "cpu":
@@ -190,16 +118,16 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
         state.head.to(device)
     run = RunDir(out)
     config = {**cfg.to_dict(), "features": str(features) if features else None}
-    resume = run.start(config) if dist.rank == 0 else None
+    resume = run.start(config, device=str(device)) if dist.rank == 0 else None
     barrier(dist)  # rank 0 has created (or checked) the run directory
     if dist.rank != 0:
         resume = run.start(config)
     if resume:
-        saved = run.load("last.pt", device)
+        saved = run.load(checkpoints.LAST, device)
         head = saved["head"]
-        if head is not None and use_dra and head["net.4.weight"].shape[0] != store.layout.dim:
+        if head is not None and use_dra and ProjectionHead.target_dim(head) != store.layout.dim:
             raise DraError(
-                f"{out}: the DRA head was trained for {head['net.4.weight'].shape[0]}-d features but "
+                f"{out}: the DRA head was trained for {ProjectionHead.target_dim(head)}-d features but "
                 f"{features} holds {store.layout.dim}-d features; use the original store"
             )
         state.load_state_dict(saved)
@@ -239,8 +167,6 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
 def validation_rows(n_real: int, n_val: int, how: str):
     """Rows of the real training set held out for validation: the first n_val (DM-AT), or n_val evenly spaced
     ("spread", for sources sorted by class such as image folders)."""
-    import numpy as np
-
     if n_val >= n_real:
         raise DraError(f"data.validation={n_val} leaves no training images (the real set has {n_real})")
     if how == "first":
@@ -262,27 +188,11 @@ def online_teacher(store, images, device):
 
     The teacher is rebuilt from the store's provenance and must have the same weights (checkpoint hash) and width.
     """
-    import numpy as np
-
-    from dra_pipeline.teachers import create_teacher
+    from dra_pipeline.teachers import teacher_from_provenance  # only here: cached training never imports teachers
 
     if store is None:
         raise DraError("--online-teacher needs --features: the store names the teacher, layer and noise to use")
-    prov = store.provenance
-    teacher = create_teacher(
-        prov["teacher"],
-        checkpoint=prov.get("checkpoint") or None,
-        layer=prov["layer"],
-        noise=prov["noise"],
-        seed=prov["seed"],
-        zero_channels=prov["zeroed_channels"],
-        device=str(device),
-    )
-    if teacher.checkpoint_sha256 != prov["checkpoint_sha256"]:
-        raise DraError(
-            f"the teacher's weights ({teacher.checkpoint_path or 'packaged'}) differ from the store's "
-            f"(sha256 {prov['checkpoint_sha256'][:12]}...)"
-        )
+    teacher = teacher_from_provenance(store.provenance, device=str(device), where=str(store.path))
     probe_rows = np.arange(1)
     width = teacher(*images.read(probe_rows), probe_rows).shape[-1]
     if width != store.layout.dim:

@@ -1,0 +1,60 @@
+"""Run directories: config, environment, logs and checkpoints in one place, written atomically, never deleted.
+
+runs/NAME/config.yaml       the resolved config, written before the first step
+runs/NAME/environment.json  versions, commit and machine (environment.py)
+runs/NAME/stats.jsonl       one line per epoch
+runs/NAME/last.pt           everything needed to resume at an epoch end (checkpoints.py owns the format)
+runs/NAME/best-ema.pt       EMA weights with the best validation robust accuracy so far
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import yaml
+
+from dra_pipeline import checkpoints
+from dra_pipeline.atomic import atomic_write_text
+from dra_pipeline.config import flatten
+from dra_pipeline.environment import environment
+from dra_pipeline.errors import DraError
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def start(self, config: dict, *, device: str | None = None) -> bool:
+        """Create the run or check that the existing one was made with the same config; True if resuming."""
+        cfg_path = self.path / "config.yaml"
+        if cfg_path.exists():
+            recorded = yaml.safe_load(cfg_path.read_text())
+            if recorded != json.loads(json.dumps(config)):
+                have, want = flatten(recorded or {}), flatten(config)
+                diff = sorted(k for k in want.keys() | have.keys() if have.get(k) != want.get(k))
+                raise DraError(
+                    f"{self.path} holds a run with a different config ({', '.join(diff[:5])}); "
+                    "rerun with the same settings to resume, or choose another --out"
+                )
+            return (self.path / checkpoints.LAST).exists()
+        if self.path.exists() and any(self.path.iterdir()):
+            raise DraError(f"{self.path} exists and is not a run directory (no config.yaml); choose another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.write_text("config.yaml", yaml.safe_dump(config, sort_keys=False))
+        self.write_text("environment.json", json.dumps(environment(device), indent=2))
+        return False
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write_text(self.path / name, text)
+
+    def save(self, name: str, state: dict) -> None:
+        checkpoints.save(self.path / name, state)
+
+    def load(self, name: str, device: str | torch.device = "cpu") -> dict:
+        return checkpoints.load(self.path / name, device)
+
+    def log(self, record: dict) -> None:
+        with open(self.path / "stats.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
