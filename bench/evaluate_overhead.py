@@ -5,7 +5,7 @@
 
 Both sides evaluate the same checkpoint (eval mode) on the same first n test points with the same seed. Bare:
 `AutoAttack(version="standard").run_standard_evaluation(x, y, batch_size=B)` on a model and points loaded once
-beforehand. Ours: everything `dra-pipeline evaluate` does below the command line, `evaluation.session.
+beforehand. Ours: everything `dra-pipeline evaluate` does below the command line, `jobs.evaluate.
 evaluate_checkpoint`: loading the checkpoint and points, hashing the checkpoint, the clean pass, the AutoAttack
 components one batch at a time, the state file written atomically after every batch, flag capture, and writing
 report.json and report.md.
@@ -102,9 +102,8 @@ def timed_run(args) -> None:
     from pyautoattack import AutoAttack
 
     from dra_pipeline.checkpoints import load_classifier
-    from dra_pipeline.evaluation.attacks import AUTOATTACK_STANDARD
-    from dra_pipeline.evaluation.inputs import load_points
-    from dra_pipeline.evaluation.session import evaluate_checkpoint
+    from dra_pipeline.evaluation.points import load_points
+    from dra_pipeline.jobs.evaluate import EvaluationSettings, evaluate_checkpoint
 
     loaded = load_classifier(args.checkpoint, args.device)
     info, model = loaded.info, loaded.model
@@ -128,13 +127,7 @@ def timed_run(args) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             done = evaluate_checkpoint(
                 Path(args.checkpoint),
-                attacks=list(AUTOATTACK_STANDARD),
-                norm="Linf",
-                eps=None,
-                n=args.n,
-                split="test",
-                batch_size=args.batch_size,
-                seed=args.seed,
+                EvaluationSettings(n=args.n, batch_size=args.batch_size, seed=args.seed),
                 device=torch.device(args.device),
                 out=Path(tmp) / "report.json",
                 data_dir=args.data_dir,

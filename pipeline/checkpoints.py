@@ -69,7 +69,7 @@ def load(path: Path, device: str | torch.device = "cpu") -> dict:
     except Exception as e:  # a truncated or foreign file: one clear line
         raise DraError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     if not isinstance(saved, dict):
-        raise DraError(f"{path}: not a dra-pipeline checkpoint (holds a {type(saved).__name__}, not a dict)")
+        raise DraError(f"{path}: not a dra-pipeline training checkpoint (holds a {type(saved).__name__}, not a dict)")
     return saved
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from dra_pipeline.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -35,17 +37,10 @@ SINGLE = Dist()  # a plain 1-process run on the CPU
 def setup(device: str = "auto") -> Dist:
     """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK, pick this rank's device and join the process group.
 
-    device: auto (cuda:LOCAL_RANK when CUDA is available, else cpu) | cpu | cuda | cuda:N.
+    device: auto (cuda:LOCAL_RANK when CUDA is available, else cpu) | cpu | cuda | cuda:N (see devices.py).
     """
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    local = int(os.environ.get("LOCAL_RANK", rank))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        device = f"cuda:{local % torch.cuda.device_count()}"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
+    dev = resolve_device(device, local_rank=int(os.environ.get("LOCAL_RANK", rank)))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return Dist(rank, world, dev)

@@ -13,7 +13,7 @@ from PIL import Image
 from dra_pipeline.cli import main
 from dra_pipeline.data.folder import resize_and_crop
 from dra_pipeline.errors import DraError
-from dra_pipeline.evaluation.inputs import load_points
+from dra_pipeline.evaluation.points import load_points
 from dra_pipeline.models import create_model
 from tests.test_cli import assert_one_line_error
 

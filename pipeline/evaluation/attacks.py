@@ -212,7 +212,7 @@ class _FlagCollector(logging.Handler):
 def autoattack_flags(earlier: Sequence[str] = ()) -> Iterator[list[str]]:
     """Collects the warnings AutoAttack's checks log (randomness, probability outputs, zero gradients, dynamic
     forward, Square beating white-box, class count) while the block runs; they are not printed meanwhile.
-    The list yielded starts with `earlier` (e.g. those of an interrupted session) and grows in place."""
+    The list yielded starts with `earlier` (e.g. those of an interrupted run) and grows in place."""
     logger = logging.getLogger(AUTOATTACK_LOGGER)
     collector = _FlagCollector()
     for message in earlier:

@@ -113,7 +113,7 @@ def render_markdown(report: dict) -> str:
     lines += [
         "",
         f"Machine: {env['device_name']} ({env['device']}, {env['torch_threads']} torch threads); {versions}.",
-        f"Wall time {report['wall_s']:.1f} s (attacks {report['attack_s']:.1f} s, counted over all sessions)"
+        f"Wall time {report['wall_s']:.1f} s (attacks {report['attack_s']:.1f} s, summed over resumed runs)"
         + (f"; {restored} batches restored from the saved state." if restored else "."),
         f"Checkpoint sha256 {m.get('sha256', '?')[:16]}, data fingerprint {d.get('fingerprint', '?')}; "
         f"written {report['created']}.",

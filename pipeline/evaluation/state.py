@@ -44,7 +44,7 @@ class EvaluationState:
     path: Path | None = None
     clean: list[bool] | None = None  # clean correctness of every point, to detect a model that changed
     attacks: dict[str, AttackProgress] = field(default_factory=dict)  # in the order they were started
-    flags: list[str] = field(default_factory=list)  # AutoAttack warnings raised so far (over all sessions)
+    flags: list[str] = field(default_factory=list)  # AutoAttack warnings raised so far (over every resumed run)
     restored: bool = False  # True when progress was read back from `path`
     discarded: str | None = None  # why an existing file at `path` was not resumed
 

@@ -29,7 +29,7 @@ class AttackResult:
     given: int  # points still robust when the attack started
     broken: int  # of those, the points it made misclassified
     robust_after: int  # points correct under this attack and every one before it
-    seconds: float  # wall time of its batches (over all sessions, when resumed)
+    seconds: float  # wall time of its batches (summed over resumed runs)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,9 @@
-"""What gets evaluated: the checkpoint (a run's best EMA weights by default) and the points (the first n images of
-a split, in dataset order, as RobustBench takes its first n; no sampling, so n points are always the same ones).
-"""
+"""The points an evaluation attacks: the first n images of a split, in dataset order, as RobustBench takes its first
+n (no sampling, so n points are always the same ones), a fixed random selection for class-ordered folders, or the
+images a subset file lists; RobustBench's preprocessings for image folders."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,32 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dra_pipeline.checkpoints import newest_run
 from dra_pipeline.errors import DraError
-
-
-def resolve_checkpoint(*, run: Path | None, checkpoint: Path | None, runs_root: Path = Path("runs")) -> Path:
-    """--checkpoint FILE as given; --run DIR -> DIR/best-ema.pt; neither -> the newest run's best-ema.pt."""
-    if run is not None and checkpoint is not None:
-        raise DraError("pass --run or --checkpoint, not both")
-    if checkpoint is not None:
-        return Path(checkpoint)
-    run = Path(run) if run is not None else newest_run(runs_root)
-    if not run.is_dir():
-        raise DraError(f"run directory {run} not found")
-    path = run / "best-ema.pt"
-    if not path.is_file():
-        raise DraError(f"{run}: no best-ema.pt (not a run directory, or training has not saved a checkpoint yet)")
-    return path
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
+from dra_pipeline.hashing import file_sha256
 
 SELECTION_SEED = 0  # a random selection is the same for every model and attack seed
 # RobustBench's ImageNet preprocessings, as image-folder options (see pipeline/data/folder.py)

@@ -1,0 +1,57 @@
+"""What commands print beyond one-line messages: progress of long work, and result summaries. Progress bars live
+in the CLI layer; the library reports progress through callbacks."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+def evaluation_summary(done) -> None:
+    """The headline numbers, AutoAttack's flags, sanity checks and the files written by `evaluate`."""
+    r, c = done.report["robust"], done.report["clean"]
+    lo, hi = r["ci95"]
+    click.echo(
+        f"clean {100 * c['accuracy']:.2f} %, robust {100 * r['accuracy']:.2f} % "
+        f"(95 % CI {100 * lo:.1f}-{100 * hi:.1f}, n {r['n']}) in {done.report['wall_s']:.0f} s"
+    )
+    for flag in done.evaluation.flags:
+        click.echo(f"AutoAttack flag: {flag}")
+    for check in done.evaluation.sanity or []:
+        click.echo(f"{'pass' if check.passed else 'FAIL'}  {check.name}: {check.detail}")
+    click.echo(f"wrote {done.json} and {done.markdown}" + (f" and {done.model_info}" if done.model_info else ""))
+
+
+class AttackProgress:
+    """Per attack: a tqdm bar over its batches on a terminal, otherwise one line per batch; a line when it ends."""
+
+    def __init__(self):
+        self.bar = None
+        self.tty = sys.stderr.isatty()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+    def __call__(self, step) -> None:
+        from tqdm import tqdm
+
+        done = step.batches_done == step.batches
+        if self.tty and step.batches and (self.bar is None or self.bar.desc != step.attack):
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = tqdm(total=step.batches, initial=step.batches_done, desc=step.attack, unit="batch", leave=False)
+        elif self.bar is not None:
+            self.bar.update(step.batches_done - self.bar.n)
+        robust = f"robust {100 * step.robust / step.n:.2f} % ({step.robust}/{step.n})"
+        if not self.tty and not done:
+            click.echo(f"  {step.attack} batch {step.batches_done}/{step.batches}: {robust}, {step.seconds:.0f} s")
+        if done:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            click.echo(f"  {step.attack:8s} {robust}, {step.seconds:.1f} s")

@@ -1,0 +1,169 @@
+"""Stage three's wiring: a checkpoint in, report.json + report.md (and optionally RobustBench's model-info JSON) out.
+
+Loads the classifier (weights_only), takes the points, opens or resumes the evaluation state beside the report,
+runs `stages.evaluate` and writes the reports. The command is a thin layer over `evaluate_checkpoint`, and
+bench/evaluate_overhead.py times exactly this path.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyautoattack
+import torch
+
+from dra_pipeline.atomic import atomic_write_text
+from dra_pipeline.checkpoints import load_classifier
+from dra_pipeline.errors import DraError
+from dra_pipeline.evaluation.attacks import AUTOATTACK_STANDARD, check_norm, expand_attacks
+from dra_pipeline.evaluation.points import load_points
+from dra_pipeline.evaluation.report import build_report, model_info, write_reports
+from dra_pipeline.evaluation.sanity import SanityConfig
+from dra_pipeline.evaluation.state import EvaluationState, state_key
+from dra_pipeline.evaluation.worst_case import Step
+from dra_pipeline.hashing import file_sha256
+from dra_pipeline.stages.evaluate import Evaluation, evaluate
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """What to attack with and on which points; every field has the command line's default."""
+
+    attack: str = "autoattack"  # autoattack (its four components) or a comma list of attacks
+    norm: str = "Linf"  # Linf or L2
+    eps: float | None = None  # radius, pixels in [0, 1]; None: the eps the checkpoint trained at
+    n: int | None = None  # points; None: the whole split
+    split: str = "test"  # split of the model's named dataset
+    data: str | None = None  # another source instead (image folder, .npz, .h5, NAME:SPLIT)
+    preprocessing: str | None = None  # RobustBench's resize/crop for image folders
+    selection: str | None = None  # first | random (default: first for named datasets, random otherwise)
+    subset: Path | None = None  # a file listing the points (row numbers or folder-relative paths)
+    batch_size: int = 500  # points per attacked batch
+    seed: int = 0  # seeds every attack
+    sanity: bool = False  # also run the sanity checks
+    model_info: bool = False  # also write a RobustBench-style <out>-model-info.json
+
+    @property
+    def attacks(self) -> list[str]:
+        names = expand_attacks(self.attack)
+        check_norm(self.norm, names)
+        return names
+
+    def check(self) -> None:
+        """Refuse settings that cannot run, before anything is loaded or written."""
+        names = self.attacks
+        if self.eps is not None and not self.eps > 0:
+            raise DraError(f"--eps must be positive (got {self.eps:g})")
+        if self.batch_size < 1:
+            raise DraError(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.model_info and names != list(AUTOATTACK_STANDARD):
+            raise DraError("--model-info reports AutoAttack accuracy: use it with --attack autoattack")
+
+
+@dataclass(frozen=True)
+class Written:
+    report: dict
+    evaluation: Evaluation
+    json: Path
+    markdown: Path
+    state: Path
+    model_info: Path | None
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    settings: EvaluationSettings,
+    *,
+    device: torch.device,
+    out: Path | None = None,
+    data_dir=None,
+    echo: Callable[[str], None] = print,
+    progress: Callable[[Step], None] | None = None,
+) -> Written:
+    """Evaluate `checkpoint` on the points `settings` name; reports go to `out` (default: report.json beside the
+    checkpoint), progress to <out stem>.state.json so that rerunning resumes."""
+    settings.check()
+    s, attacks = settings, settings.attacks
+    start = time.perf_counter()
+    loaded = load_classifier(checkpoint, device)
+    info = loaded.info
+    eps = info.get("eps") if s.eps is None else s.eps
+    if eps is None:
+        raise DraError(f"{checkpoint} records no training eps; pass --eps")
+    points = load_points(
+        info["dataset"],
+        s.split,
+        s.n,
+        data=s.data,
+        preprocessing=s.preprocessing,
+        selection=s.selection,
+        subset=s.subset,
+        data_dir=data_dir,
+        image_size=info.get("image_size"),
+        channels=info["in_channels"],
+    )
+    out = Path(out) if out else Path(checkpoint).parent / "report.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sha256 = file_sha256(checkpoint)
+    data = {k: v for k, v in points.description.items() if k != "path"}
+    key = state_key(
+        checkpoint_sha256=sha256,
+        data=data,
+        attacks=attacks,
+        norm=s.norm,
+        eps=eps,
+        seed=s.seed,
+        batch_size=s.batch_size,
+        device=device.type,
+        pyautoattack=pyautoattack.__version__,
+    )
+    state = EvaluationState.open(out.with_name(out.stem + ".state.json"), key=key)
+    if state.discarded:
+        echo(f"{state.path}: {state.discarded}; starting afresh")
+    elif state.restored:
+        echo(f"resuming from {state.path}")
+    echo(
+        f"{checkpoint} ({info['name']}, epoch {loaded.epoch}) on {data['source']} {data['selection']}: "
+        f"{', '.join(attacks)}, {s.norm} eps {eps:g}, seed {s.seed}, batch {s.batch_size}, {device}"
+    )
+    result = evaluate(
+        loaded.model,
+        points.images,
+        points.labels,
+        points.rows,
+        attacks=attacks,
+        norm=s.norm,
+        eps=eps,
+        seed=s.seed,
+        batch_size=s.batch_size,
+        device=device,
+        state=state,
+        sanity=SanityConfig() if s.sanity else None,
+        progress=progress,
+    )
+    model = {
+        "checkpoint": str(checkpoint),
+        "sha256": sha256,
+        "epoch": loaded.epoch,
+        "name": info["name"],
+        "dataset": info["dataset"],
+        "model_info": info,
+    }
+    report = build_report(
+        result,
+        model=model,
+        data=points.description,
+        wall_s=time.perf_counter() - start,
+        state={"path": str(state.path), "resumed": state.restored},
+    )
+    json_path, md_path = write_reports(report, out)
+    info_path = None
+    if s.model_info:
+        info_path = out.with_name(out.stem + "-model-info.json")
+        entry = model_info(report, name=Path(checkpoint).parent.name)
+        atomic_write_text(info_path, json.dumps(entry, indent=2) + "\n")
+    return Written(report, result, json_path, md_path, state.path, info_path)
