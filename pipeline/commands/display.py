@@ -4,8 +4,19 @@ in the CLI layer; the library reports progress through callbacks."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import click
+
+
+@contextmanager
+def progress_bar(total: int, label: str, unit: str = "img") -> Iterator[Callable[[int], None]]:
+    """A tqdm bar on stderr; yields update(n), called with the items just finished."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=label, unit=unit, mininterval=1) as bar:
+        yield bar.update
 
 
 def evaluation_summary(done) -> None:
