@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from dra_pipeline.cli import main
 from dra_pipeline.data import open_source
 from dra_pipeline.errors import DraError
-from dra_pipeline.stages.generate import generate, sample_images
+from dra_pipeline.jobs.generate import generate_file as generate
+from dra_pipeline.stages.generate import sample_images
 from dra_pipeline.teachers.edm_checkpoint import save_denoiser
 from dra_pipeline.teachers.sampler import edm_time_steps, heun_sample
 from dra_pipeline.teachers.songunet import EDMDenoiser, SongUNetConfig
@@ -153,7 +154,7 @@ def test_resume_after_an_interrupted_run_gives_the_same_bytes(tmp_path, denoiser
     with pytest.raises(KeyboardInterrupt):
         generate(denoiser, out, progress=interrupt_after_6, **kw)
     assert sorted(p.name for p in parts.iterdir()) == ["chunk-000000.npz", "settings.json"]
-    (parts / "chunk-000001.npz.partial").write_bytes(b"half a chunk")  # a write cut off by kill -9
+    (parts / ".chunk-000001.npz.0123abcd.tmp").write_bytes(b"half a chunk")  # a write cut off by kill -9
     progress = []
     generate(denoiser, out, progress=progress.append, **kw)
     assert progress[0] == 4  # chunk 0 was not recomputed

@@ -6,41 +6,37 @@ from pathlib import Path
 
 import click
 
-from dra_pipeline.errors import DraError
+from dra_pipeline.commands.options import DEVICE
 
 
 @click.command()
-@click.option("--teacher", "teacher_name", default="edm-fmnist", show_default=True, help="An EDM-family teacher.")
+@click.option("--teacher", default="edm-fmnist", show_default=True, help="An EDM-family teacher.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), help="Override its weights.")
 @click.option("--count", type=click.IntRange(min=1), required=True, help="Number of images.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="FILE.npz to write.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--steps", type=click.IntRange(min=2), default=18, show_default=True, help="Heun steps (2N-1 calls).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-def generate(teacher_name, checkpoint, count, out, seed, steps, batch_size, device):
+@DEVICE
+def generate(teacher, checkpoint, count, out, seed, steps, batch_size, device):
     """Sample images with EDM's deterministic Heun sampler (sigma 80 -> 0.002 -> 0, rho 7) into OUT.
 
     Image i has label i % classes and noise seeded by (seed, i). Work is saved in chunks of 1000 images in
     .OUT.parts/ beside OUT: rerun the same command to resume. OUT holds `image` (uint8 N x H x W x C) and
     `label`, stored uncompressed so that it memory-maps as an image source.
     """
-    import torch
-    from tqdm import tqdm
+    from dra_pipeline.commands.display import progress_bar
+    from dra_pipeline.jobs.generate import run_generate
 
-    from dra_pipeline.stages.generate import generate as generate_npz
-    from dra_pipeline.teachers import create_teacher, teacher_spec
-
-    spec = teacher_spec(teacher_name)
-    if spec.family != "edm":
-        raise DraError(f"{teacher_name} is a {spec.family} teacher; generate needs an EDM-family one (e.g. edm-fmnist)")
-    if out.exists():
-        raise DraError(f"{out} already exists; choose another --out or delete it")
-    if device == "cpu":
-        torch.set_flush_denormal(True)
-    teacher = create_teacher(teacher_name, checkpoint=checkpoint, device=device)
-    with tqdm(total=count, desc="generate", unit="img", mininterval=2) as bar:
-        generate_npz(
-            teacher.denoiser, out, count=count, seed=seed, steps=steps, batch_size=batch_size, progress=bar.update
-        )
-    click.echo(f"wrote {out}: {count} images, {spec.label_dim} classes, {steps} Heun steps, seed {seed}")
+    run_generate(
+        teacher,
+        checkpoint=checkpoint,
+        count=count,
+        out=out,
+        seed=seed,
+        steps=steps,
+        batch_size=batch_size,
+        device=device,
+        progress=progress_bar,
+    )
+    click.echo(f"wrote {out}: {count} images, {steps} Heun steps, seed {seed}")

@@ -7,8 +7,7 @@ fills this process's shards (rank r of W owns shards r, r + W, ...) with `stages
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from dra_pipeline.data import open_source
 from dra_pipeline.data.indexed import IndexedImages
 from dra_pipeline.distributed import barrier, setup, teardown
 from dra_pipeline.errors import DraError
+from dra_pipeline.jobs import ProgressFactory
 from dra_pipeline.stages.extract import extract
 from dra_pipeline.teachers import create_teacher, teacher_spec
 from dra_pipeline.teachers.massive import resolve_zero_channels
@@ -66,7 +66,7 @@ def run_extract(
     s: ExtractSettings,
     *,
     data_dir=None,
-    progress: Callable[[int, str], AbstractContextManager[Callable[[int], None]]] | None = None,
+    progress: ProgressFactory | None = None,
 ) -> Extracted:
     """Fill the store `s` describes; rerunning resumes. progress(total_rows, label) gives a context whose value is
     called with the rows finished (only rank 0 is given one)."""
