@@ -19,3 +19,17 @@ DEVICE = click.option(
     show_default=True,
     help="auto (CUDA when available, else the CPU), cpu, cuda or cuda:N; under torchrun, cuda is the local GPU.",
 )
+
+
+def comma_list(kind=str):
+    """A click callback: 'a,b' -> [kind(a), kind(b)] (None when the option is absent), one clear line otherwise."""
+
+    def parse(_ctx, param, text):
+        if text is None:
+            return None
+        try:
+            return [kind(v.strip()) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise click.BadParameter(f"expected a comma list of {kind.__name__} values, got {text!r}") from None
+
+    return parse
