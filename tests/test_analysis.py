@@ -13,7 +13,7 @@ from dra_pipeline.analysis.align_uniform import alignment, uniformity
 from dra_pipeline.analysis.cknna import cknna, mutual_knn
 from dra_pipeline.analysis.cls_dimension import classification_dimension
 from dra_pipeline.analysis.frequency import fourier_map
-from dra_pipeline.analysis.report import FIGURE_FILES
+from dra_pipeline.analysis import ANALYSES
 from dra_pipeline.analysis.sae import sae_sweep
 from dra_pipeline.cli import main
 from tests import fixtures
@@ -103,7 +103,7 @@ def test_frequency_map_of_a_single_frequency_peaks_there():
 
 
 def test_teacher_features_equal_the_teacher_and_carry_gradients():
-    from dra_pipeline.analysis.teacher_probe import teacher_features
+    from dra_pipeline.analysis.teacher_features import teacher_features
     from dra_pipeline.teachers import create_teacher
 
     teacher = create_teacher("tiny-gray", seed=3)
@@ -197,13 +197,13 @@ def test_analyze_writes_every_figure_and_the_markdown_shows_them(tiny_run):
     assert result.exit_code == 0, result.output
     out = run / "analysis"
     md = (out / "analysis.md").read_text()
-    for name in FIGURE_FILES.values():
+    for name in (spec.figure for spec in ANALYSES.values()):
         assert (out / name).stat().st_size > 1000, name
         assert f"]({name})" in md, name
     import json
 
     record = json.loads((out / "analysis.json").read_text())
-    assert set(record["results"]) == set(FIGURE_FILES)
+    assert set(record["results"]) == set(ANALYSES)
     au = record["results"]["align-uniform"]
     assert au["teacher_stored"]["alignment"] is not None  # the store has a flip view
     assert 0 <= au["classifier"]["alignment"] <= 4
@@ -246,4 +246,5 @@ def test_analyze_bad_input_gives_one_clear_line(tmp_path, tiny_run):
     assert len(lines) == 1 and lines[0].startswith("Error: ") and re.search(r"cifar10 .*fashion-mnist", lines[0])
 
     result = CliRunner().invoke(main, ["analyze", "--run", str(run), "--what", "cknna,bogus"])
-    assert result.exit_code == 2 and "bogus" in result.output
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and "unknown analyses ['bogus']" in lines[0]

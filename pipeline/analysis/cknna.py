@@ -14,9 +14,19 @@ Align(K, K) uses K's own neighbourhoods. CKNNA(X, X) = 1; independent representa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 from torch import Tensor
+
+from dra_pipeline.analysis.registry import DPI, AnalysisSpec, register
+
+if TYPE_CHECKING:
+    from dra_pipeline.analysis.context import Context
 
 K_NEIGHBOURS = 10  # neighbourhood size (the paper's choice)
 
@@ -57,3 +67,61 @@ def mutual_knn(a: Tensor, b: Tensor, *, k: int = K_NEIGHBOURS) -> float:
     """Mean fraction of each item's k nearest neighbours shared by the two representations; in [0, 1]."""
     ma, mb = knn_mask(cosine_kernel(a), k), knn_mask(cosine_kernel(b), k)
     return float((ma & mb).sum(1).double().mean() / k)
+
+
+# ---- the analysis: figure, runner, analysis.md section --------------------------------------------------------
+def figure(ks: Sequence[int], curves: dict[str, Sequence[float]], n: int, teacher: str) -> Figure:
+    """CKNNA against the teacher features as a function of the neighbourhood size k, one curve per representation."""
+    fig = Figure(figsize=(6, 4.2), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    colours = {"classifier (clean)": "C0", "classifier (PGD)": "C3", "raw pixels": "C7"}
+    for label, values in curves.items():
+        ax.plot(ks, values, marker="o", color=colours.get(label), label=label)
+    ax.set_xscale("log")
+    ax.set_xticks(list(ks), [str(k) for k in ks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("neighbourhood size k")
+    ax.set_ylabel("CKNNA with the teacher features")
+    ax.set_title(f"CKNNA vs {teacher} features (n = {n} training images)")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def run(ctx: Context) -> tuple[dict, Figure, list[str]]:
+    target = ctx.stored_view("clean")
+    v = ctx.train_views()
+    reps = {"classifier (clean)": v.features, "classifier (PGD)": v.adv_features, "raw pixels": ctx.train.x.flatten(1)}
+    ks = [k for k in ctx.settings.cknna_ks if k < len(target)]
+    curves = {label: [cknna(r, target, k=k) for k in ks] for label, r in reps.items()}
+    k = min(ctx.settings.cknna_k, len(target) - 1)
+    metrics = {
+        "k": k,
+        "n": len(target),
+        "cknna": {label: cknna(r, target, k=k) for label, r in reps.items()},
+        "mutual_knn": {label: mutual_knn(r, target, k=k) for label, r in reps.items()},
+        "curve_ks": ks,
+        "curves": curves,
+    }
+    notes = [
+        "teacher side: the stored clean-view features of the same training rows (the DRA targets); classifier "
+        "side: its penultimate representation of the un-augmented image and of its PGD example"
+    ]
+    return metrics, figure(ks, curves, n=len(target), teacher="teacher"), notes
+
+
+def markdown(m: dict) -> list[str]:
+    out = [
+        f"CKNNA (Huh et al. 2024) with k = {m['k']} mutual nearest neighbours, cosine kernels, n = {m['n']} "
+        "training images; mutual kNN = mean share of shared neighbours.",
+        "",
+        "| representation | CKNNA | mutual kNN |",
+        "|---|---:|---:|",
+    ]
+    for label, value in m["cknna"].items():
+        out.append(f"| {label} | {value:.4f} | {m['mutual_knn'][label]:.4f} |")
+    return out
+
+
+register(AnalysisSpec("cknna", "CKNNA: classifier vs teacher features", "cknna.png", run, markdown, needs_store=True))

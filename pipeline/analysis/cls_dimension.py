@@ -17,10 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor
+
+from dra_pipeline.analysis.numbers import pct
+from dra_pipeline.analysis.registry import DPI, AnalysisSpec, register
+
+if TYPE_CHECKING:
+    from dra_pipeline.analysis.context import Context
 
 
 @dataclass(frozen=True)
@@ -97,3 +105,68 @@ def classification_dimension(
         cls={name: smallest_k(ks, clean, s) for name, s in shares.items()},
         robust=None if adv is None else {name: smallest_k(ks, adv, s) for name, s in shares.items()},
     )
+
+
+# ---- the analysis: figure, runner, analysis.md section --------------------------------------------------------
+def figure(
+    ks: np.ndarray, clean: np.ndarray, adv: np.ndarray | None, explained: np.ndarray, marks: dict[str, int], n: int
+) -> Figure:
+    """Accuracy with the top-k principal components (clean, adversarial), marks: label -> k; explained variance."""
+    fig = Figure(figsize=(10, 4.2), dpi=DPI, layout="constrained")
+    ax, ex = fig.subplots(1, 2)
+    ax.plot(ks, 100 * clean, color="C0", label="clean")
+    if adv is not None:
+        ax.plot(ks, 100 * adv, color="C3", label="PGD (projected on clean components)")
+    styles = {"CLS-95": ("C0", ":"), "CLS-99": ("C0", "--"), "robust-95": ("C3", ":"), "robust-99": ("C3", "--")}
+    for label, k in marks.items():
+        color, ls = styles.get(label, ("k", ":"))
+        ax.axvline(k, color=color, ls=ls, lw=1, label=f"{label} = {k}")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(0, ks[-1])
+    ax.set_xlabel("principal components kept, k (0, then log scale)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"Accuracy after projecting onto the top-k components (n = {n})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ex.plot(np.arange(1, len(explained) + 1), 100 * explained, color="C0")
+    ex.set_xscale("log")
+    ex.set_xlabel("principal components, k")
+    ex.set_ylabel("cumulative explained variance (%)")
+    ex.set_title("PCA of clean penultimate representations")
+    ex.grid(alpha=0.3)
+    return fig
+
+
+def run(ctx: Context) -> tuple[dict, Figure, list[str]]:
+    v = ctx.test_views()
+    device = next(ctx.model.parameters()).device
+    result = classification_dimension(v.features, v.y, lambda f: ctx.model.head(f.to(device)).cpu(),
+                                      adv_features=v.adv_features)  # fmt: skip
+    marks = {"CLS-95": result.cls["95"], "CLS-99": result.cls["99"],
+             "robust-95": result.robust["95"], "robust-99": result.robust["99"]}  # fmt: skip
+    fig = figure(result.ks, result.accuracy, result.adv_accuracy, result.explained, marks, n=len(v.x))
+    notes = []
+    if result.adv_accuracy[-1] == 0:
+        notes.append("PGD accuracy of the full model is 0: the robust dimension is 0 by definition")
+    method = "head(mu + U_k U_k^T (f - mu)), PCA fitted on the clean test representations"
+    return {**result.to_dict(), "n": len(v.x), "method": method}, fig, notes
+
+
+def markdown(m: dict) -> list[str]:
+    full = m["full_accuracy"]
+    return [
+        "Accuracy when the penultimate representation f is replaced by mu + U_k U_k^T (f - mu) (top-k principal "
+        "components of the clean test representations) and the model's own head classifies it; PGD "
+        "representations are projected onto the clean components.",
+        "",
+        "| | value |",
+        "|---|---:|",
+        f"| representation width | {m['dim']} |",
+        f"| full clean / PGD accuracy | {pct(full.get('clean'))} / {pct(full.get('adversarial'))} |",
+        f"| CLS-95 / CLS-99 (components for 95 % / 99 % of clean accuracy) | {m['cls_95']} / {m['cls_99']} |",
+        f"| robust dimension 95 / 99 (same on PGD accuracy) | {m['robust_95']} / {m['robust_99']} |",
+        f"| n | {m['n']} |",
+    ]
+
+
+register(AnalysisSpec("cls-dim", "Classification dimension (PCA)", "cls_dimension.png", run, markdown))

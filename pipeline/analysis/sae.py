@@ -15,9 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 from torch import Tensor, nn
+
+from dra_pipeline.analysis.registry import DPI, AnalysisSpec, register
+
+if TYPE_CHECKING:
+    from dra_pipeline.analysis.context import Context
 
 EXPANSION = 2  # latents per input dimension (m = EXPANSION * D)
 STEPS = 500  # Adam steps per autoencoder (not converged: compare runs at equal steps, not absolute values)
@@ -113,3 +121,50 @@ def sae_sweep(
             for name, x in evaluate.items():
                 out[name].append(nmse(x.float() / scale, sae(x.float() / scale)))
     return SAEResult(tuple(int(k) for k in ks), latents, out, train_nmse)
+
+
+# ---- the analysis: figure, runner, analysis.md section --------------------------------------------------------
+def figure(ks: Sequence[int], curves: dict[str, Sequence[float]], latents: int, n_train: int) -> Figure:
+    """Normalised reconstruction loss of TopK SAEs against k, one curve per evaluation set."""
+    fig = Figure(figsize=(6, 4.2), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    colours = {"test clean": "C0", "test PGD": "C3", "train clean": "C7"}
+    for label, values in curves.items():
+        ax.plot(ks, values, marker="o", color=colours.get(label), label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(list(ks), [str(k) for k in ks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("active latents k")
+    ax.set_ylabel("normalised MSE  ||x - x_hat||^2 / ||x - mean||^2")
+    ax.set_title(f"TopK SAE reconstruction ({latents} latents, {n_train} training rows)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def run(ctx: Context) -> tuple[dict, Figure, list[str]]:
+    s, v = ctx.settings, ctx.test_views()
+    train_reps = ctx.train_representations()
+    result = sae_sweep(train_reps, {"test clean": v.features, "test PGD": v.adv_features}, s.sae_ks,
+                       expansion=s.sae_expansion, steps=s.sae_steps, lr=s.sae_lr, seed=s.seed)  # fmt: skip
+    curves = {**result.nmse, "train clean": result.train_nmse}
+    fig = figure(result.ks, curves, result.latents, n_train=len(train_reps))
+    return {**result.to_dict(), "n_train": len(train_reps), "n_test": len(v.x), "steps": s.sae_steps}, fig, []
+
+
+def markdown(m: dict) -> list[str]:
+    out = [
+        f"TopK SAEs with {m['latents']} latents, trained {m['steps']} Adam steps on the clean representations of "
+        f"{m['n_train']} training images; normalised MSE = ||x - x_hat||^2 / ||x - mean||^2 (0 perfect, 1 = mean).",
+        "",
+        "| k | " + " | ".join(m["nmse"]) + " | train clean |",
+        "|---:|" + "---:|" * (len(m["nmse"]) + 1),
+    ]
+    for i, k in enumerate(m["ks"]):
+        cells = [f"{v[i]:.4f}" for v in m["nmse"].values()] + [f"{m['train_nmse'][i]:.4f}"]
+        out.append(f"| {k} | " + " | ".join(cells) + " |")
+    return out
+
+
+register(AnalysisSpec("sae", "TopK sparse autoencoders", "sae.png", run, markdown))

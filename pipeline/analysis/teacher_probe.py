@@ -14,48 +14,26 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from dra_pipeline.analysis.adversarial import PGD_STEPS, STEP_FACTOR
-from dra_pipeline.linear_probe import LinearProbe, fit_linear_probe
+from dra_pipeline.analysis.numbers import pct
+from dra_pipeline.analysis.registry import DPI, AnalysisSpec, register
+from dra_pipeline.analysis.teacher_features import batched_teacher_features, teacher_features
+from dra_pipeline.linear_probe import LinearProbe, fit_linear_probe, linear_probe
 from dra_pipeline.losses import uniform_start
 from dra_pipeline.pgd import pgd_linf
 from dra_pipeline.seeding import keyed_generator
 from dra_pipeline.teachers import Teacher
-from dra_pipeline.teachers.base import resize_center_crop
 
-
-def teacher_features(teacher: Teacher, x: Tensor, rows: np.ndarray) -> Tensor:
-    """Pooled features (N, dim) of images x (N, C, H, W) in [0, 1] at the teacher's layer and fixed noise level,
-    row r_i's noise, every image told class 0; differentiable in x. Equals `teacher(uint8 images, 0, rows)`."""
-    spec = teacher.spec
-    if x.shape[1] != spec.channels:
-        raise ValueError(f"{spec.name} expects {spec.channels}-channel images, got {x.shape[1]}")
-    x = x.to(teacher.device).float()
-    if x.shape[-2:] != (spec.resolution, spec.resolution):
-        x = resize_center_crop(x, spec.resolution)
-    lo, hi = spec.in_range
-    xm = teacher.encode(x * (hi - lo) + lo)
-    eps, _ = teacher.row_noise(np.asarray(rows, dtype=np.int64), tuple(xm.shape[1:]))
-    sigma = torch.full((len(xm),), teacher.default_sigma(), device=xm.device)
-    x_noisy, level = teacher.add_noise(xm, eps.to(xm.device), sigma)
-    labels = torch.zeros(len(xm), dtype=torch.long, device=xm.device)
-    return teacher.pool(teacher.capture(x_noisy, level, labels))
-
-
-def batched_teacher_features(teacher: Teacher, x: Tensor, rows: np.ndarray, *, batch_size: int = 128) -> Tensor:
-    """teacher_features without gradients, in batches: (N, dim) float32 on the CPU."""
-    with torch.no_grad():
-        return torch.cat(
-            [
-                teacher_features(teacher, x[a : a + batch_size], rows[a : a + batch_size]).float().cpu()
-                for a in range(0, len(x), batch_size)
-            ]
-        )
+if TYPE_CHECKING:
+    from dra_pipeline.analysis.context import Context
 
 
 class _ProbedTeacher(nn.Module):
@@ -133,3 +111,85 @@ def teacher_probe(
         steps=steps,
         teacher_labels="class 0 for every image" if teacher.spec.label_dim else "unconditional",
     )
+
+
+# ---- the analysis: figure, runner, analysis.md section --------------------------------------------------------
+def figure(bars: dict[str, tuple[float, float]], n_attack: int, eps: float) -> Figure:
+    """Grouped bars: clean and PGD accuracy (fractions) per model, on the same attacked images."""
+    fig = Figure(figsize=(6, 4.2), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    names = list(bars)
+    x = np.arange(len(names))
+    clean = [100 * bars[k][0] for k in names]
+    robust = [100 * bars[k][1] for k in names]
+    for offset, values, label, colour in ((-0.2, clean, "clean", "C0"), (0.2, robust, f"PGD eps={eps:g}", "C3")):
+        rects = ax.bar(x + offset, values, 0.4, label=label, color=colour)
+        ax.bar_label(rects, fmt="%.1f", fontsize=8)
+    ax.set_xticks(x, names)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"Linear probe on frozen teacher features (n = {n_attack} attacked)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def run(ctx: Context) -> tuple[dict, Figure, list[str]]:
+    s, test, train = ctx.settings, ctx.test, ctx.train
+    result = teacher_probe(ctx.teacher, (train.x, train.y, train.rows), (test.x, test.y, test.rows),
+                           num_classes=ctx.num_classes, eps=ctx.eps, n_attack=s.probe_attack_n, steps=s.pgd_steps,
+                           seed=s.seed)  # fmt: skip
+    v = ctx.test_views()
+    m = result.n_attack
+    classifier = (float((v.logits[:m].argmax(1) == v.y[:m]).double().mean()),
+                  float((v.adv_logits[:m].argmax(1) == v.y[:m]).double().mean()))  # fmt: skip
+    bars = {"teacher + linear probe": (result.clean_attacked, result.pgd), "classifier": classifier}
+    metrics = {**result.to_dict(), "classifier_on_attacked": {"clean": classifier[0], "pgd": classifier[1]}}
+    notes = [
+        f"the teacher reads each image at its fixed noise level with its row's noise; it is told "
+        f"{result.teacher_labels}"
+    ]
+    if ctx.stored is not None and len(ctx.stored) >= 4:
+        # The same probe on the stored features (the DRA targets): `extract` tells a conditional teacher each
+        # image's true label, which it writes into its features (see teachers/layer_probe.py).
+        z = ctx.stored_view("clean")
+        half = len(z) // 2
+        accuracy = linear_probe(z[:half], train.y[:half], z[half:], train.y[half:])
+        metrics["stored_features_probe"] = {"accuracy": accuracy, "n_train": half, "n_test": len(z) - half}
+        if ctx.teacher.spec.label_dim:
+            notes.append(
+                f"the stored features come from a class-conditional teacher told each image's true label "
+                f"by `extract`; a probe on them scores {100 * accuracy:.1f} % (training rows, half/half), "
+                "so accuracy near 100 % means the DRA targets carry the label itself"
+            )
+    return metrics, figure(bars, n_attack=m, eps=ctx.eps), notes
+
+
+def markdown(m: dict) -> list[str]:
+    c = m["classifier_on_attacked"]
+    return [
+        f"Logistic regression on the teacher's pooled features of {m['n_train']} training images (L-BFGS, as "
+        f"`teacher probe`); L-inf PGD-{m['steps']} at eps {m['eps']:g} through the teacher and the probe.",
+        "",
+        "| model | clean (all n_test) | clean (attacked) | PGD (attacked) |",
+        "|---|---:|---:|---:|",
+        f"| teacher + linear probe | {pct(m['clean'])} (n = {m['n_test']}) | {pct(m['clean_attacked'])} | "
+        f"{pct(m['pgd'])} (n = {m['n_attack']}) |",
+        f"| classifier | - | {pct(c['clean'])} | {pct(c['pgd'])} |",
+    ] + _stored_probe(m.get("stored_features_probe"))
+
+
+def _stored_probe(s: dict | None) -> list[str]:
+    if not s:
+        return []
+    return [
+        "",
+        f"The same probe on the stored features of the training rows (the DRA targets, fitted on {s['n_train']}, "
+        f"scored on the other {s['n_test']}): {pct(s['accuracy'])}.",
+    ]
+
+
+register(
+    AnalysisSpec(
+        "teacher-probe", "Linear probe on teacher features", "teacher_probe.png", run, markdown, needs_teacher=True
+    )
+)

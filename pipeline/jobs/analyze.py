@@ -1,31 +1,37 @@
-"""What `analyze` reads: a run's classifier, seeded subsets of its dataset's test and training images, the stored
-teacher features of those training rows, and the teacher rebuilt from the store's provenance.
+"""`analyze`'s wiring: a run directory in, analysis.json, one PNG per analysis and analysis.md out.
 
-The store defaults to the one the run trained with (`features` in the run's config.yaml). Its first source must be
-the training set the classifier was trained on (same dataset, image shape, classes and fingerprint); training rows
-are rows of that source, so row r's stored feature and image belong together. Test image i is given the teacher
-noise of row len(train) + i, as `teacher probe` does: no test image shares a noise draw with a training image.
+Reads the run's classifier, seeded subsets of its dataset's test and training images, the stored teacher features of
+those training rows, and the teacher rebuilt from the store's provenance. The store defaults to the one the run
+trained with (`features` in the run's config.yaml). Its first source must be the training set the classifier was
+trained on (same dataset, image shape, classes and fingerprint); training rows are rows of that source, so row r's
+stored feature and image belong together. Test image i is given the teacher noise of row len(train) + i, as
+`teacher probe` does: no test image shares a noise draw with a training image.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
+from dra_pipeline import checkpoints
+from dra_pipeline.analysis import ANALYSES
+from dra_pipeline.analysis.context import Context, Labelled, Settings
+from dra_pipeline.analysis.report import write_report
 from dra_pipeline.cache import FeatureStore
 from dra_pipeline.cache.store import SOURCE_IDENTITY
 from dra_pipeline.checkpoints import LoadedClassifier, load_classifier
 from dra_pipeline.data import SourceSpec, open_source
+from dra_pipeline.devices import resolve_device
+from dra_pipeline.environment import environment
 from dra_pipeline.errors import DraError
 from dra_pipeline.seeding import subset_rows
-from dra_pipeline.stages.analyze import NEEDS_TEACHER, Labelled
-from dra_pipeline.teachers import Teacher, create_teacher
-
-CHECKPOINT = "best-ema.pt"
+from dra_pipeline.stages.analyze import analyze, selected
+from dra_pipeline.teachers import Teacher, teacher_from_provenance
 
 
 @dataclass
@@ -38,6 +44,79 @@ class AnalysisInputs:
     stored: np.ndarray | None  # (len(train), views, dim) float32
     teacher: Teacher | None
     notes: list[str] = field(default_factory=list)
+
+
+def run_analyze(
+    run: Path | None,
+    *,
+    features: Path | None,
+    settings: Settings,
+    n: int,
+    out: Path | None,
+    device: str = "auto",
+    data_dir=None,
+    log=print,
+) -> tuple[Path, int, float]:
+    """Analyse `run` (default: the newest); returns (analysis.md path, figures written, wall seconds)."""
+    start = time.perf_counter()
+    run = Path(run) if run else checkpoints.newest_run("runs")
+    what = selected(settings.what)
+    dev = str(resolve_device(device))
+    inputs = load_inputs(run, features=features, n=n, seed=settings.seed, what=what, data_dir=data_dir, device=dev)
+    info = inputs.classifier.info
+    views = tuple(inputs.store.layout.views) if inputs.store is not None else ("clean",)
+    ctx = Context(
+        model=inputs.classifier.model,
+        eps=info["eps"],
+        num_classes=info["num_classes"],
+        test=inputs.test,
+        train=inputs.train,
+        stored=inputs.stored,
+        views=views,
+        teacher=inputs.teacher,
+        settings=Settings(**{**asdict(settings), "what": what}),
+        log=log,
+    )
+    result = analyze(ctx)
+    prov = inputs.store.provenance if inputs.store is not None else {}
+    teacher = (
+        (
+            f"{prov.get('teacher')} (layer {prov.get('layer')}, {prov.get('noise_kind', 'sigma')} "
+            f"{prov.get('noise')}, seed {prov.get('seed')})"
+        )
+        if prov
+        else None
+    )
+    header = {
+        "run": str(run),
+        "checkpoint": str(inputs.classifier.checkpoint),
+        "epoch": inputs.classifier.epoch,
+        "model": info["name"],
+        "dataset": info["dataset"],
+        "eps": info["eps"],
+        "store": str(inputs.store_path) if inputs.store_path else None,
+        "store_views": list(views),
+        "teacher": teacher,
+        "n_test": len(inputs.test.x),
+        "n_train": len(inputs.train.x),
+        "settings": asdict(ctx.settings),
+        "environment": environment(dev),
+        "command": command(run, features, ctx.settings, n),
+        "notes": inputs.notes,
+        "wall_s": round(time.perf_counter() - start, 1),
+    }
+    out = Path(out) if out else run / "analysis"
+    write_report(result, out, header)
+    return out / "analysis.md", len(result.figures), header["wall_s"]
+
+
+def command(run: Path, features: Path | None, s: Settings, n: int) -> str:
+    """The command that reproduces this analysis, with every setting spelled out."""
+    store = f" --features {features}" if features else ""
+    return (
+        f"dra-pipeline analyze --run {run}{store} --what {','.join(s.what)} --n {n} --seed {s.seed} "
+        f"--pgd-steps {s.pgd_steps} --probe-n {s.probe_attack_n} --sae-steps {s.sae_steps}"
+    )
 
 
 def run_store(run: Path) -> Path | None:
@@ -69,11 +148,11 @@ def load_inputs(
     run = Path(run)
     if not run.is_dir():
         raise DraError(f"run {run} not found")
-    if not (run / CHECKPOINT).is_file():
-        raise DraError(f"{run} has no {CHECKPOINT}; is it a training run directory?")
+    if not (run / checkpoints.BEST_EMA).is_file():
+        raise DraError(f"{run} has no {checkpoints.BEST_EMA}; is it a training run directory?")
     if n < 2:
         raise DraError(f"--n must be at least 2, got {n}")
-    classifier = load_classifier(run / CHECKPOINT, device)
+    classifier = load_classifier(run / checkpoints.BEST_EMA, device)
     info = classifier.info
     dataset = info["dataset"]
     notes = []
@@ -105,38 +184,15 @@ def load_inputs(
     )
     if store is not None:
         stored = store.read(train_rows).astype(np.float32)
-        wants_teacher = any(w in what for w in (*NEEDS_TEACHER, "align-uniform"))
+        wants_teacher = any(ANALYSES[w].needs_teacher or w == "align-uniform" for w in what)
         if wants_teacher:
             try:
-                teacher = teacher_from_store(store, store_path, device)
+                teacher = teacher_from_provenance(store.provenance, device=device, where=str(store_path))
             except DraError as e:
-                if any(w in what for w in NEEDS_TEACHER):
+                if any(ANALYSES[w].needs_teacher for w in what):
                     raise DraError(f"{e} (needed for teacher-probe; leave it out of --what to skip it)") from None
                 notes.append(f"teacher not rebuilt ({e}); teacher features of PGD examples are not computed")
     return AnalysisInputs(classifier, test, train, store_path, store, stored, teacher, notes)
-
-
-def teacher_from_store(store: FeatureStore, path: Path, device: str) -> Teacher:
-    """The store's teacher (name, checkpoint, layer, noise, seed, zeroed channels), checked against its hash."""
-    prov = store.provenance
-    if "teacher" not in prov or "layer" not in prov:
-        raise DraError(f"{path}: the store records no teacher provenance")
-    teacher = create_teacher(
-        prov["teacher"],
-        checkpoint=prov.get("checkpoint") or None,
-        layer=prov["layer"],
-        noise=prov.get("noise"),
-        seed=prov.get("seed", 0),
-        zero_channels=prov.get("zeroed_channels", ()),
-        device=device,
-    )
-    want = prov.get("checkpoint_sha256")
-    if want and teacher.checkpoint_sha256 != want:
-        raise DraError(
-            f"the teacher's weights ({teacher.checkpoint_path or 'packaged'}) differ from the store's "
-            f"(sha256 {want[:12]}...)"
-        )
-    return teacher
 
 
 def _check_store_matches(store: FeatureStore, path: Path, info: dict) -> None:
