@@ -303,6 +303,22 @@ class FeatureStore:
             return None
         return rec
 
+    def summary(self) -> list[str]:
+        """What `cache info` prints: shape, dtype, shards done and missing, sources, provenance."""
+        lay, missing = self.layout, self.missing_shards()
+        lines = [
+            f"{self.path}: {lay.rows} rows x {len(lay.views)} views ({', '.join(lay.views)}) x {lay.dim} {lay.dtype}",
+            f"shards: {lay.num_shards - len(missing)} of {lay.num_shards} done ({lay.rows_per_shard} rows each)",
+        ]
+        lines += [f"missing: {ranges(missing)}"] if missing else []
+        lines.append("sources:")
+        for s in self.sources:
+            lines.append(
+                f"  rows {s['offset']}+{s['count']}: {s['kind']} {s['split']} {s['path']} [{s['fingerprint']}]"
+            )
+        lines.append("provenance: " + json.dumps(self.provenance, indent=2, sort_keys=True))
+        return lines
+
     def missing_shards(self) -> list[int]:
         """Shards without a completion record (a shard file without a record counts as missing)."""
         return [k for k in range(self.layout.num_shards) if self.record(k) is None]
@@ -447,3 +463,14 @@ class FeatureStore:
 def _normalise(value):
     """JSON round trip, so tuples and lists (and numpy scalars) compare equal."""
     return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def ranges(items: list[int]) -> str:
+    """Shard numbers as ranges: [1, 2, 3, 7] -> '1-3, 7'."""
+    runs: list[list[int]] = []
+    for i in items:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -22,16 +21,8 @@ def cache_info(path: Path):
     """Shape, dtype, provenance and shards done/missing of the store at PATH."""
     from dra_pipeline.cache import FeatureStore
 
-    store = FeatureStore.open(path)
-    lay, missing = store.layout, store.missing_shards()
-    click.echo(f"{path}: {lay.rows} rows x {len(lay.views)} views ({', '.join(lay.views)}) x {lay.dim} {lay.dtype}")
-    click.echo(f"shards: {lay.num_shards - len(missing)} of {lay.num_shards} done ({lay.rows_per_shard} rows each)")
-    if missing:
-        click.echo("missing: " + _ranges(missing))
-    click.echo("sources:")
-    for s in store.sources:
-        click.echo(f"  rows {s['offset']}+{s['count']}: {s['kind']} {s['split']} {s['path']} [{s['fingerprint']}]")
-    click.echo("provenance: " + json.dumps(store.provenance, indent=2, sort_keys=True))
+    for line in FeatureStore.open(path).summary():
+        click.echo(line)
 
 
 @cache.command("verify")
@@ -60,14 +51,3 @@ def cache_export(path: Path, target: Path, overwrite: bool):
 
     export_hdf5(FeatureStore.open(path), target, overwrite=overwrite)
     click.echo(f"wrote {target}")
-
-
-def _ranges(items: list[int]) -> str:
-    """[1, 2, 3, 7] -> '1-3, 7'."""
-    runs: list[list[int]] = []
-    for i in items:
-        if runs and i == runs[-1][1] + 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)

@@ -39,7 +39,8 @@ def evaluate(run, checkpoint, device, out, data_dir, **settings):
     same command resumes an interrupted evaluation from <out>.state.json.
     """
     from dra_pipeline.checkpoints import resolve_checkpoint
-    from dra_pipeline.commands.display import AttackProgress, evaluation_summary
+    from dra_pipeline.commands.progress import AttackProgress
+    from dra_pipeline.commands.summary import evaluation_summary
     from dra_pipeline.devices import resolve_device
     from dra_pipeline.errors import DraError
     from dra_pipeline.jobs.evaluate import EvaluationSettings, evaluate_checkpoint

@@ -40,7 +40,7 @@ def extract(data_dir, **settings):
 
     Rerunning the same command resumes. Under torchrun, rank r fills shards r, r+W, r+2W, ...
     """
-    from dra_pipeline.commands.display import progress_bar
+    from dra_pipeline.commands.progress import progress_bar
     from dra_pipeline.jobs.extract import ExtractSettings, run_extract
 
     done = run_extract(ExtractSettings(**settings), data_dir=data_dir, progress=progress_bar)

@@ -25,7 +25,7 @@ def generate(teacher, checkpoint, count, out, seed, steps, batch_size, device):
     .OUT.parts/ beside OUT: rerun the same command to resume. OUT holds `image` (uint8 N x H x W x C) and
     `label`, stored uncompressed so that it memory-maps as an image source.
     """
-    from dra_pipeline.commands.display import progress_bar
+    from dra_pipeline.commands.progress import progress_bar
     from dra_pipeline.jobs.generate import run_generate
 
     run_generate(

@@ -25,7 +25,7 @@ def teacher_fit(data, data_dir, out, net, steps, batch_size, lr, seed, device, m
 
     Writes OUT/ema.safetensors (usable as --checkpoint of an EDM teacher), OUT/stats.jsonl and OUT/state.pt.
     """
-    from dra_pipeline.commands.display import progress_bar
+    from dra_pipeline.commands.progress import progress_bar
     from dra_pipeline.jobs.teachers import fit_teacher
     from dra_pipeline.teachers.fit import FitConfig
 

@@ -39,7 +39,7 @@ def probe(name, layers, sigmas, **kw):
     """
     import time
 
-    from dra_pipeline.commands.display import progress_bar
+    from dra_pipeline.commands.progress import progress_bar
     from dra_pipeline.jobs.teachers import probe_teacher
     from dra_pipeline.teachers import teacher_spec
 

@@ -1,5 +1,5 @@
-"""What commands print beyond one-line messages: progress of long work, and result summaries. Progress bars live
-in the CLI layer; the library reports progress through callbacks."""
+"""Progress of long work on the terminal. Progress bars live in the CLI layer; the library reports progress through
+callbacks."""
 
 from __future__ import annotations
 
@@ -19,21 +19,6 @@ def progress_bar(total: int, label: str, unit: str = "img") -> Iterator[Callable
         yield bar.update
 
 
-def evaluation_summary(done) -> None:
-    """The headline numbers, AutoAttack's flags, sanity checks and the files written by `evaluate`."""
-    r, c = done.report["robust"], done.report["clean"]
-    lo, hi = r["ci95"]
-    click.echo(
-        f"clean {100 * c['accuracy']:.2f} %, robust {100 * r['accuracy']:.2f} % "
-        f"(95 % CI {100 * lo:.1f}-{100 * hi:.1f}, n {r['n']}) in {done.report['wall_s']:.0f} s"
-    )
-    for flag in done.evaluation.flags:
-        click.echo(f"AutoAttack flag: {flag}")
-    for check in done.evaluation.sanity or []:
-        click.echo(f"{'pass' if check.passed else 'FAIL'}  {check.name}: {check.detail}")
-    click.echo(f"wrote {done.json} and {done.markdown}" + (f" and {done.model_info}" if done.model_info else ""))
-
-
 class AttackProgress:
     """Per attack: a tqdm bar over its batches on a terminal, otherwise one line per batch; a line when it ends."""
 
@@ -45,8 +30,7 @@ class AttackProgress:
         return self
 
     def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
+        self.bar = self.bar and self.bar.close()
 
     def __call__(self, step) -> None:
         from tqdm import tqdm
