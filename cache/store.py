@@ -33,9 +33,9 @@ from typing import Literal
 
 import numpy as np
 
-from dra_pipeline import __version__
 from dra_pipeline.atomic import atomic_write_text
 from dra_pipeline.errors import StoreError, StoreMismatch
+from dra_pipeline.version import __version__
 
 FORMAT = "dra-feature-store"
 FORMAT_VERSION = 1

@@ -4,4 +4,6 @@ The import name is `dra_pipeline`; `pipeline/` holds the library, `stages/` the 
 the feature store (see pyproject's package-dir).
 """
 
-__version__ = "0.1.0"
+from dra_pipeline.version import __version__
+
+__all__ = ["__version__"]
