@@ -1,7 +1,7 @@
 """Do generated images show their intended class? A small CNN trained on real Fashion-MNIST is scored on them.
 
-    dra-pipeline generate --teacher edm-fmnist --count 1000 --out /tmp/fmnist-gen-1000.npz --seed 0
-    python bench/generate_cas.py --samples /tmp/fmnist-gen-1000.npz [--seed 0] [--epochs 3]
+    dra-pipeline generate --teacher edm-fmnist --count 1000 --out fmnist-gen-1000.npz --seed 0
+    python bench/generate_cas.py --samples fmnist-gen-1000.npz [--seed 0] [--epochs 3]
 
 Trains the CNN (2 conv layers, ~0.4 M parameters, Adam) on the 60 k real training images, then reports its
 accuracy on the 10 k real test images (how good the judge is) and on the generated images against the labels

@@ -1,8 +1,25 @@
-# Sourced by the GPU scripts: install the carried wheels (.whl/, made by bench/gpu_wheels.sh) into /tmp/site, only
-# the packages the machine's image lacks, and put them on PYTHONPATH. The GPU machine reaches no package registry.
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/dra_pipeline-*.whl
+# shellcheck shell=bash
+# Sourced by the GPU scripts (bench/gpu_check.sh, experiments/compare_gpu.sh): make this checkout's dra_pipeline
+# and the packages the host's Python lacks (zarr and its dependencies, pyautoattack) importable, without touching
+# that Python's own site-packages. The package's other dependencies (pyproject.toml; torch as a CUDA build) are
+# expected to be installed already.
+#   WHEELS  optional folder of wheels made by bench/gpu_wheels.sh: when set, everything is installed from it and no
+#           package index is contacted (for hosts without one); when empty, this checkout is built and the
+#           missing packages come from the configured package index.
+#   SITE    the folder the packages go into (default: ${TMPDIR:-/tmp}/dra-pipeline-site); put first on PYTHONPATH.
+# Run from the repository root.
+SITE=${SITE:-${TMPDIR:-/tmp}/dra-pipeline-site}
+mkdir -p "$SITE"
+if [ -n "${WHEELS:-}" ]; then
+  pip_source=(--no-index --find-links "$WHEELS")
+  python3 -m pip install -q --upgrade --no-index --no-deps --target "$SITE" "$WHEELS"/dra_pipeline-*.whl
+else
+  pip_source=()
+  python3 -m pip install -q --upgrade --no-deps --target "$SITE" .
+fi
 for mod in zarr numcodecs donfig google_crc32c packaging typing_extensions pyautoattack; do
   python3 -c "import $mod" 2>/dev/null ||
-    python3 -m pip install -q --no-index --no-deps --find-links .whl --target /tmp/site "${mod//_/-}"
+    python3 -m pip install -q --no-deps ${pip_source[@]+"${pip_source[@]}"} --target "$SITE" "${mod//_/-}"
 done
-export PYTHONPATH=/tmp/site:$PWD/bench PYTHONUNBUFFERED=1
+unset pip_source mod
+export PYTHONPATH=$SITE:$PWD/bench${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1

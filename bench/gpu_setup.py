@@ -1,6 +1,6 @@
-"""Inputs for bench/gpu_check.sh, made on the GPU machine itself (nothing to carry but the wheels):
+"""Inputs for bench/gpu_check.sh, made on the host that runs it (no data or weights to download):
 
-    python bench/gpu_setup.py --rows 50000 --out /tmp/gpu
+    python bench/gpu_setup.py --rows 50000 --out WORK
 
 writes OUT/synthetic.npz (DM-AT's format: `image` uint8 (rows, 32, 32, 3), `label` (rows,), random pixels, seed 0)
 and OUT/edm-cifar10-random.safetensors (the full class-conditional DDPM++ CIFAR-10 network, 55.7 M parameters,

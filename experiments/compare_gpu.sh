@@ -1,27 +1,80 @@
 #!/usr/bin/env bash
-# experiments/compare.py on a lent GPU machine (no registry): carry .whl (bench/gpu_wheels.sh) and
-# .devdata/fashion-mnist (the Debian package's four IDX files). Runs and their reports come back under $OUT/compare
-# (config, stats, best EMA checkpoint, report.json/.md, logs); the synthetic images and the store stay behind.
-# LIMIT_S stops the experiment in time to copy what is finished (rerunning compare.py elsewhere resumes the rest).
+# experiments/compare.py on a CUDA host. The runs are trained and evaluated under WORK (rerunning resumes them);
+# each finished run's config, stats, best EMA checkpoint, report.json/.md, and the logs and results tables are
+# copied to OUT/compare, also when the experiment stops early; the synthetic images and the store stay in WORK.
 # A GPU comparison is its own experiment (bf16 autocast, 100,000 synthetic images unless --synthetic is passed):
 # tabulate it apart from a CPU run's results, never mixed with them.
 set -uo pipefail
-OUT=${OUT:-/tmp/gpu-out}
-mkdir -p "$OUT/compare"
-source bench/gpu_install.sh
-export DRA_DATA_DIR=$PWD/.devdata
-WORK=/tmp/compare
+
+usage() {
+  cat <<'EOF'
+Usage: bash experiments/compare_gpu.sh [--out DIR] [--wheels DIR] [--work DIR] [--data-dir DIR] [compare.py options]
+
+Runs `python experiments/compare.py --device cuda --parallel PARALLEL` with its runs, store and synthetic
+images under WORK; every other option is passed on to compare.py (e.g. --synthetic 5000 --seeds 0).
+Needs python3 with the package's dependencies (pyproject.toml; torch as a CUDA build); bench/gpu_install.sh
+installs this checkout and whichever of zarr, its dependencies and pyautoattack are missing.
+
+  --out DIR       where the runs' small files and the tables are copied, under DIR/compare
+                  (env OUT; default runs/compare-gpu)
+  --wheels DIR    wheel cache made by bench/gpu_wheels.sh, for hosts without a package index (env WHEELS;
+                  default: none, build this checkout and use the configured package index)
+  --work DIR      runs, feature store and synthetic images (env WORK; default ${TMPDIR:-/tmp}/dra-compare)
+  --data-dir DIR  folder holding Fashion-MNIST's four IDX files, or a root holding fashion-mnist/
+                  (env DRA_DATA_DIR; default /usr/share/datasets/fashion-mnist, the dataset-fashion-mnist
+                  Debian package)
+  -h, --help      this text
+
+Env: PARALLEL (10) runs trained and evaluated at once; LIMIT_S (0: none) stops the experiment after that many
+seconds, leaving time to copy what is finished (rerunning resumes the rest).
+EOF
+}
+
+OUT=${OUT:-} WHEELS=${WHEELS:-} WORK=${WORK:-}
+args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --out) OUT=${2:?--out needs a folder}; shift 2 ;;
+    --out=*) OUT=${1#*=}; shift ;;
+    --wheels) WHEELS=${2:?--wheels needs a folder}; shift 2 ;;
+    --wheels=*) WHEELS=${1#*=}; shift ;;
+    --work) WORK=${2:?--work needs a folder}; shift 2 ;;
+    --work=*) WORK=${1#*=}; shift ;;
+    --data-dir) DRA_DATA_DIR=${2:?--data-dir needs a folder}; shift 2 ;;
+    --data-dir=*) DRA_DATA_DIR=${1#*=}; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+repo=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$repo/runs/compare-gpu}
+WORK=${WORK:-${TMPDIR:-/tmp}/dra-compare}
+mkdir -p "$OUT/compare" "$WORK" || exit 1
+OUT=$(cd "$OUT" && pwd)
+WORK=$(cd "$WORK" && pwd)
+if [ -n "$WHEELS" ]; then
+  WHEELS=$(cd "$WHEELS" && pwd) || exit 1
+fi
+if [ -n "${DRA_DATA_DIR:-}" ]; then
+  DRA_DATA_DIR=$(cd "$DRA_DATA_DIR" && pwd) || exit 1
+  export DRA_DATA_DIR
+fi
+cd "$repo" || exit 1
+
+# shellcheck source=bench/gpu_install.sh
+source bench/gpu_install.sh || exit 1
 collect() {
-  for run in $WORK/runs/*/; do
+  for run in "$WORK"/runs/*/; do
     [ -f "$run/config.yaml" ] || continue
     name=$(basename "$run")
     mkdir -p "$OUT/compare/$name"
     cp "$run"/{config.yaml,stats.jsonl,environment.json,best-ema.pt} "$run"/report.* "$OUT/compare/$name/" 2>/dev/null
   done
-  cp -r $WORK/runs/logs $WORK/runs/results.* "$OUT/compare/" 2>/dev/null
+  cp -r "$WORK"/runs/logs "$WORK"/runs/results.* "$OUT/compare/" 2>/dev/null
   nvidia-smi --query-gpu=name --format=csv,noheader > "$OUT/compare/device.txt" 2>/dev/null
   true
 }
 trap collect EXIT
-timeout "${LIMIT_S:-420}" python3 experiments/compare.py --device cuda --parallel "${PARALLEL:-10}" --root $WORK/runs \
-  --store $WORK/store.zarr --synthetic-file $WORK/synthetic.npz "$@" 2>&1 | tee "$OUT/compare/compare.log"
+timeout "${LIMIT_S:-0}" python3 experiments/compare.py --device cuda --parallel "${PARALLEL:-10}" --root "$WORK/runs" \
+  --store "$WORK/store.zarr" --synthetic-file "$WORK/synthetic.npz" ${args[@]+"${args[@]}"} 2>&1 |
+  tee "$OUT/compare/compare.log"

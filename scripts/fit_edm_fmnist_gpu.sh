@@ -1,13 +1,66 @@
 #!/usr/bin/env bash
-# Train the packaged edm-fmnist teacher on a lent GPU machine, which reaches no package registry.
-# Carries: .whl/ (this package as a wheel: `pip wheel --no-deps -w .whl .`) and .devdata/fashion-mnist/ (the four
-# IDX gz files of the Debian package). The run directory lands in $OUT/run.
+# Train the packaged edm-fmnist teacher on a CUDA host: `teacher fit` with the recipe recorded in
+# docs/teachers/edm-fmnist.md (small SongUNet, batch 512, lr 1e-3, seed 0, bounded by MAX_MINUTES of training).
 set -euo pipefail
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+
+usage() {
+  cat <<'EOF'
+Usage: bash scripts/fit_edm_fmnist_gpu.sh [--out DIR] [--wheels DIR] [--data-dir DIR]
+
+Trains the edm-fmnist teacher into OUT/run (config.json, stats.jsonl, EMA weights).
+Needs python3 with the package's dependencies (pyproject.toml; torch as a CUDA build) installed; only
+dra_pipeline itself is installed here, without dependencies.
+
+  --out DIR       the run directory goes to DIR/run (env OUT; default runs/edm-fmnist-fit)
+  --wheels DIR    folder holding a dra_pipeline wheel (`pip wheel --no-deps -w DIR .`, or bench/gpu_wheels.sh),
+                  installed without a package index (env WHEELS; default: none, build this checkout)
+  --data-dir DIR  folder holding Fashion-MNIST's four IDX files (env DATA_DIR; default: $DRA_DATA_DIR, then
+                  /usr/share/datasets/fashion-mnist, the dataset-fashion-mnist Debian package)
+  -h, --help      this text
+
+Env: MAX_MINUTES (7.5) of training; SITE (${TMPDIR:-/tmp}/dra-pipeline-site) where the package is installed;
+KEEP_STATE=1 keeps the optimizer state (run/state.pt, needed only to resume the fit).
+EOF
+}
+
+OUT=${OUT:-} WHEELS=${WHEELS:-} DATA_DIR=${DATA_DIR:-}
+while [ $# -gt 0 ]; do
+  case $1 in
+    --out) OUT=${2:?--out needs a folder}; shift 2 ;;
+    --out=*) OUT=${1#*=}; shift ;;
+    --wheels) WHEELS=${2:?--wheels needs a folder}; shift 2 ;;
+    --wheels=*) WHEELS=${1#*=}; shift ;;
+    --data-dir) DATA_DIR=${2:?--data-dir needs a folder}; shift 2 ;;
+    --data-dir=*) DATA_DIR=${1#*=}; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "fit_edm_fmnist_gpu.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+repo=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$repo/runs/edm-fmnist-fit}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+if [ -n "$WHEELS" ]; then
+  WHEELS=$(cd "$WHEELS" && pwd)
+fi
+data_args=()
+if [ -n "$DATA_DIR" ]; then
+  data_args=(--data-dir "$(cd "$DATA_DIR" && pwd)")
+fi
+cd "$repo"
+
+SITE=${SITE:-${TMPDIR:-/tmp}/dra-pipeline-site}
+if [ -n "$WHEELS" ]; then
+  python3 -m pip install -q --upgrade --no-index --no-deps --target "$SITE" "$WHEELS"/dra_pipeline-*.whl
+else
+  python3 -m pip install -q --upgrade --no-deps --target "$SITE" .
+fi
+export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__)"
-python3 -m dra_pipeline teacher fit --data fashion-mnist --data-dir .devdata/fashion-mnist --out "$OUT/run" \
+python3 -m dra_pipeline teacher fit --data fashion-mnist ${data_args[@]+"${data_args[@]}"} --out "$OUT/run" \
   --net small --steps 100000 --batch-size 512 --lr 1e-3 --seed 0 --device cuda --max-minutes "${MAX_MINUTES:-7.5}"
-rm -f "$OUT/run/state.pt"  # optimizer state: too large to bring back, not needed to use the teacher
+if [ "${KEEP_STATE:-0}" != 1 ]; then
+  rm -f "$OUT/run/state.pt"  # optimizer state: large, and not needed to use the teacher
+fi
 tail -n 3 "$OUT/run/stats.jsonl"
