@@ -68,7 +68,7 @@ def report(name: str, pred: torch.Tensor, labels: np.ndarray) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--samples", type=Path, default=Path("/tmp/fmnist-gen-1000.npz"), help="generated npz")
+    ap.add_argument("--samples", type=Path, default=Path("data/fmnist-gen-1000.npz"), help="generated npz")
     ap.add_argument("--seed", type=int, default=0, help="classifier init and batch order")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=128)

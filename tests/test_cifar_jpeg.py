@@ -1,4 +1,4 @@
-"""Real CIFAR-10 images (a JPEG re-encoding, shared for development) packed into the official python-batch
+"""Real CIFAR-10 images (a JPEG re-encoding named by DRA_CIFAR10_JPEG_ZIP) packed into the official python-batch
 layout and into an image folder, then read back through both sources. Skipped when the zip is not available."""
 
 import io
