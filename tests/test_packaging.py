@@ -1,33 +1,45 @@
-"""The wheel carries every subpackage and data file that an editable install finds by accident."""
+"""The built wheel carries every module and data file of the tree, under the import name `dra_pipeline`."""
 
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
-import tomllib
+from tests.test_layers import module_files, package_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_package_directory_is_listed_in_pyproject():
-    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    dirs = {name: ROOT / path for name, path in setuptools["package-dir"].items()}
+def wheel_names(tmp_path: Path) -> set[str]:
+    """Build the wheel from a fresh copy of the tree (a build/ folder left in the checkout would leak stale files)."""
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "runs", "*.zarr", "*.egg-info", "docs"))
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    subprocess.run([*pip, "-w", str(tmp_path), str(source)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("dra_pipeline-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        return set(zf.namelist())
 
-    def where(package: str) -> Path:
-        parent, _, child = package.rpartition(".")
-        return dirs.get(package) or where(parent) / child
 
-    listed = set(setuptools["packages"])
-    found = set()
-    for name, path in dirs.items():
-        for init in path.rglob("__init__.py"):
-            rel = init.parent.relative_to(path).parts
-            found.add(".".join((name, *rel)))
-    assert found - listed == set(), "packages missing from pyproject's packages list (not in the wheel)"
-    assert all(where(p).is_dir() for p in listed)
+def test_wheel_holds_every_module_and_data_file_of_the_tree(tmp_path):
+    names = wheel_names(tmp_path)
+    expected = set()
+    for module, path in module_files().items():
+        relative = module.replace(".", "/") + ("/__init__.py" if path.name == "__init__.py" else ".py")
+        expected.add(relative)
+    dirs = package_dirs()
+    expected |= {f"dra_pipeline/configs/{p.name}" for p in dirs["dra_pipeline.configs"].glob("*.yaml")}
+    expected |= {
+        f"dra_pipeline/teachers/weights/{p.name}" for p in (dirs["dra_pipeline"] / "teachers/weights").iterdir()
+    }
+    assert expected - names == set(), "in the tree but not in the wheel"
+    assert not any(n.startswith("tests/") for n in names)
+    entry = next(n for n in names if n.endswith("entry_points.txt"))
+    assert entry.startswith("dra_pipeline-")
 
 
 def test_presets_ship_as_package_data():
     from dra_pipeline.config import PRESETS_DIR
 
     assert (PRESETS_DIR / "fmnist-cpu.yaml").is_file()
-    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert "*.yaml" in data["dra_pipeline.configs"]
