@@ -17,4 +17,4 @@ fi
 echo "setup: installing torch==2.14.1 torchvision==0.29.1"
 .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
 echo "setup: installing dra-pipeline[test]"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=strict

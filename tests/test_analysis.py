@@ -9,23 +9,16 @@ import torch
 import yaml
 from click.testing import CliRunner
 
+from dra_pipeline.analysis import ANALYSES
 from dra_pipeline.analysis.align_uniform import alignment, uniformity
 from dra_pipeline.analysis.cknna import cknna, mutual_knn
 from dra_pipeline.analysis.cls_dimension import classification_dimension
 from dra_pipeline.analysis.frequency import fourier_map
-from dra_pipeline.analysis import ANALYSES
 from dra_pipeline.analysis.sae import sae_sweep
 from dra_pipeline.cli import main
 from tests import fixtures
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: on a shared 2-core machine one intra-op thread is several times faster."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_uniformity_of_points_spread_evenly_on_a_circle():

@@ -42,13 +42,7 @@ def tiny_denoiser(cfg: SongUNetConfig = TINY) -> EDMDenoiser:
     return d.eval()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run fastest on one thread; two OpenMP threads on a busy 2-core machine are ~100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,7 @@ LAYERS = ["dec.8x8_in1", "dec.8x8_block1"]
 PLANTED = 5  # channel of dec.8x8_block1 made massive
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: with one thread, OpenMP hand-offs no longer dominate (30x on a loaded 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def separable_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -96,11 +96,28 @@ def test_baseline_run_writes_config_stats_and_checkpoints(tmp_path, fmnist):
     torch.load(run / "best-ema.pt", weights_only=True)
 
 
-def test_dra_run_reads_targets_from_the_store(tmp_path, fmnist):
-    extract_store(fmnist, tmp_path / "f.zarr", "--views", "clean,flip")
+def test_dra_run_aligns_each_image_with_its_own_stored_row(tmp_path, fmnist, monkeypatch):
+    """Every target the alignment loss receives is the store's feature of that batch's row, in the view matching
+    the image's flip: random targets, another row's, or the wrong view all fail here."""
+    import dra_pipeline.stages.train as stage
+    from dra_pipeline.cache import FeatureStore
+    from dra_pipeline.data.batches import BatchLoader
+
+    extract_store(fmnist, tmp_path / "f.zarr", "--views", "clean,flip", "--dtype", "float32")
+    batches, targets = [], []
+    make_batch, loss = BatchLoader.batch, stage.alignment_loss
+    monkeypatch.setattr(BatchLoader, "batch", lambda self, e, i: batches.append(make_batch(self, e, i)) or batches[-1])
+    monkeypatch.setattr(stage, "alignment_loss", lambda p, t: targets.append(t.clone()) or loss(p, t))
     args = train_args(fmnist, tmp_path / "run", "--lambda", "0.5", epochs=1, features=tmp_path / "f.zarr")
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
+    store = FeatureStore.open(tmp_path / "f.zarr")
+    assert len(targets) == len(batches) > 0
+    flips = np.concatenate([b.flipped for b in batches])
+    assert flips.any() and not flips.all()
+    for batch, target in zip(batches, targets):
+        stored = store.read(batch.rows)[np.arange(len(batch.rows)), batch.flipped.astype(int)]  # views: clean, flip
+        assert torch.equal(target, torch.from_numpy(stored))
     stats = json.loads((tmp_path / "run" / "stats.jsonl").read_text().splitlines()[0])
     assert 0 < stats["align"] < 2
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
