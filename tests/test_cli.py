@@ -74,15 +74,23 @@ def test_cache_info_verify_export(tmp_path):
     assert_one_line_error(again, "already exists; pass --overwrite")
 
 
-def test_cache_verify_fails_on_missing_record_and_export_refuses(tmp_path):
+def store_without_its_last_record(tmp_path):
     make(tmp_path / "s.zarr")
     (tmp_path / "s.zarr" / "done" / "000004.json").unlink()
-    runner = CliRunner()
-    info = runner.invoke(main, ["cache", "info", str(tmp_path / "s.zarr")])
+    return tmp_path / "s.zarr"
+
+
+def test_cache_info_and_verify_name_a_shard_without_its_record(tmp_path):
+    store = str(store_without_its_last_record(tmp_path))
+    info = CliRunner().invoke(main, ["cache", "info", store])
     assert "4 of 5 done" in info.output and "missing: 4" in info.output
-    verify = runner.invoke(main, ["cache", "verify", str(tmp_path / "s.zarr")])
+    verify = CliRunner().invoke(main, ["cache", "verify", store])
     assert verify.exit_code == 1 and "1 of 5 shards failed verification" in verify.output
-    export = runner.invoke(main, ["cache", "export", str(tmp_path / "s.zarr"), "--to", str(tmp_path / "f.h5")])
+
+
+def test_cache_export_refuses_an_incomplete_store_and_writes_nothing(tmp_path):
+    store = str(store_without_its_last_record(tmp_path))
+    export = CliRunner().invoke(main, ["cache", "export", store, "--to", str(tmp_path / "f.h5")])
     assert_one_line_error(export, "1 shards are not done")
     assert not (tmp_path / "f.h5").exists() and not list(tmp_path.glob(".f.h5*"))
 

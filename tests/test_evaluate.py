@@ -123,26 +123,31 @@ def test_rerun_resumes_from_the_state_file_and_other_settings_start_afresh(workd
     assert r2["clean"] == r1["clean"]
 
 
-def test_bad_inputs_are_one_clear_line(workdir):
+BAD_INPUTS = [
+    (["--checkpoint", "missing.pt"], "missing.pt not found"),
+    (["--checkpoint", "foreign.pt"], "not a dra-pipeline training checkpoint"),
+    (["--checkpoint", "garbage.pt"], "not a readable checkpoint"),
+    (["--run", "runs/empty"], "no best-ema.pt"),
+    (["--run", "runs/new", "--checkpoint", "runs/new/best-ema.pt"], "not both"),
+    (["--attack", "apgd-cee"], "unknown attack 'apgd-cee'; did you mean 'apgd-ce'?"),
+    (["--eps", "0"], "--eps must be positive"),
+    (["--eps", "-0.1"], "--eps must be positive"),
+    (["--n", "0"], "--n must be at least 1"),
+    (["--n", "13"], "--n 13 exceeds the 12 images"),
+    (["--norm", "L2", "--attack", "pgd"], "L-inf attacks"),
+    (["--attack", "pgd", "--model-info"], "--model-info reports AutoAttack"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_clear_line(workdir, args, message):
     torch.save([1, 2, 3], "foreign.pt")
     Path("garbage.pt").write_bytes(b"not a checkpoint")
     Path("runs/empty").mkdir()
-    cases = [
-        (["--checkpoint", "missing.pt"], "missing.pt not found"),
-        (["--checkpoint", "foreign.pt"], "not a dra-pipeline training checkpoint"),
-        (["--checkpoint", "garbage.pt"], "not a readable checkpoint"),
-        (["--run", "runs/empty"], "no best-ema.pt"),
-        (["--run", "runs/new", "--checkpoint", "runs/new/best-ema.pt"], "not both"),
-        (["--attack", "apgd-cee"], "unknown attack 'apgd-cee'; did you mean 'apgd-ce'?"),
-        (["--eps", "0"], "--eps must be positive"),
-        (["--eps", "-0.1"], "--eps must be positive"),
-        (["--n", "0"], "--n must be at least 1"),
-        (["--n", "13"], "--n 13 exceeds the 12 images"),
-        (["--norm", "L2", "--attack", "pgd"], "L-inf attacks"),
-        (["--attack", "pgd", "--model-info"], "--model-info reports AutoAttack"),
-    ]
-    for args, message in cases:
-        assert_one_line_error(invoke(*args), message)
+    assert_one_line_error(invoke(*args), message)
+
+
+def test_no_run_to_evaluate_is_one_clear_line(workdir):
     os.chdir(workdir / "fashion-mnist")  # no runs/ here
     assert_one_line_error(invoke(), "no run with a best-ema.pt under runs/")
 

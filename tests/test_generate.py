@@ -174,12 +174,15 @@ def test_parts_made_with_other_settings_are_refused(tmp_path, denoiser):
         generate(other, out, count=6, seed=0, steps=6, batch_size=2, chunk_size=2)
 
 
-def test_refuses_to_overwrite_and_unconditional_denoisers(tmp_path, denoiser):
+def test_an_existing_output_is_never_overwritten(tmp_path, denoiser):
     out = tmp_path / "x.npz"
     out.write_bytes(b"precious")
     with pytest.raises(DraError, match="already exists"):
         generate(denoiser, out, count=2, seed=0)
     assert out.read_bytes() == b"precious"
+
+
+def test_an_unconditional_denoiser_is_refused(tmp_path):
     uncond = EDMDenoiser(SongUNetConfig(**{**TINY.to_dict(), "label_dim": 0})).eval()
     with pytest.raises(DraError, match="class-conditional"):
         generate(uncond, tmp_path / "y.npz", count=2, seed=0)

@@ -182,16 +182,25 @@ def test_nan_stops_within_a_step_and_keeps_the_last_checkpoint(tmp_path, fmnist,
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
 
 
-def test_config_mismatch_and_bad_stores_are_refused(tmp_path, fmnist):
+def test_rerun_with_another_config_in_the_same_run_is_refused(tmp_path, fmnist):
     runner = CliRunner()
     assert runner.invoke(main, train_args(fmnist, tmp_path / "run", epochs=1)).exit_code == 0
     other = runner.invoke(main, train_args(fmnist, tmp_path / "run", "--set", "train.lr=0.3", epochs=1))
     assert other.exit_code == 1 and "different config (train.lr)" in other.output
-    unknown = runner.invoke(main, train_args(fmnist, tmp_path / "x", "--set", "train.lrr=1"))
+
+
+def test_unknown_config_key_is_refused(tmp_path, fmnist):
+    unknown = CliRunner().invoke(main, train_args(fmnist, tmp_path / "x", "--set", "train.lrr=1"))
     assert unknown.exit_code == 1 and "unknown config key 'train.lrr'" in unknown.output
-    no_store = runner.invoke(main, train_args(fmnist, tmp_path / "y", "--lambda", "1"))
+
+
+def test_dra_without_a_store_is_refused(tmp_path, fmnist):
+    no_store = CliRunner().invoke(main, train_args(fmnist, tmp_path / "y", "--lambda", "1"))
     assert no_store.exit_code == 1 and "DRA needs teacher features" in no_store.output
 
+
+def test_a_store_whose_synthetic_source_is_missing_or_changed_is_refused(tmp_path, fmnist):
+    runner = CliRunner()
     synth = tmp_path / "s.npz"
     np.savez(synth, image=fixtures.random_images(20, 28, 28, 1), label=np.arange(20) % 10)
     extract_store(fmnist, tmp_path / "f.zarr", "--synthetic", str(synth))
