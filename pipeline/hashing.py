@@ -1,0 +1,28 @@
+"""Streaming file digests: the one place that hashes checkpoints, archives and dataset files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+CHUNK_BYTES = 1 << 20  # read size; large enough that hashing runs at disk speed, small enough to stay out of memory
+
+
+def file_digest(path: str | os.PathLike, algorithm: str) -> str:
+    """Hex digest of the file at `path` with `algorithm` (any name hashlib knows), read in 1 MiB chunks."""
+    # usedforsecurity=False: md5 is an integrity check here, and FIPS-mode builds refuse it without the flag
+    h = hashlib.new(algorithm, usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file as 64 lowercase hex characters."""
+    return file_digest(path, "sha256")
+
+
+def file_md5(path: str | os.PathLike) -> str:
+    """MD5 of a file as 32 lowercase hex characters (the checksum datasets such as CIFAR publish)."""
+    return file_digest(path, "md5")
