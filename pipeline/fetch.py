@@ -135,6 +135,7 @@ def _content_range_start(value: str | None) -> int | None:
 def _attempt(url: str, remote: Remote, part: Path, bar: tqdm) -> None:
     """One request: resume `part` from its current size, or start it over when the server ignores the Range."""
     have = part.stat().st_size if part.exists() else 0
+    # identity: byte offsets in Range and Content-Length must count the file's own bytes, not a compressed stream's
     headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
