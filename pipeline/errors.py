@@ -15,3 +15,7 @@ class StoreError(DraError):
 
 class StoreMismatch(StoreError):
     """A store's provenance or source fingerprints differ from what the caller expects."""
+
+
+class FetchError(DraError):
+    """A download failed, a fetched file's checksum differs from the published one, or an archive is unsafe."""

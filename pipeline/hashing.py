@@ -1,29 +1,32 @@
-"""Content hashes of files and folders, streamed in blocks (constant memory whatever the file size)."""
+"""Streaming content hashes: the one place that hashes checkpoints, archives, dataset files and weight folders."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
-BLOCK = 1 << 24  # bytes read per update
+CHUNK_BYTES = 1 << 20  # read size; large enough that hashing runs at disk speed, small enough to stay out of memory
 
 
-def _file_digest(path: Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
+def file_digest(path: str | os.PathLike, algorithm: str) -> str:
+    """Hex digest of the file at `path` with `algorithm` (any name hashlib knows), read in 1 MiB chunks."""
+    # usedforsecurity=False: md5 is an integrity check here, and FIPS-mode builds refuse it without the flag
+    h = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as f:
-        while block := f.read(BLOCK):
-            h.update(block)
+        while chunk := f.read(CHUNK_BYTES):
+            h.update(chunk)
     return h.hexdigest()
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, as hex."""
-    return _file_digest(Path(path), "sha256")
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file as 64 lowercase hex characters."""
+    return file_digest(path, "sha256")
 
 
-def file_md5(path: str | Path) -> str:
-    """md5 of a file's bytes, as hex (the checksum torchvision pins for the CIFAR tarballs)."""
-    return _file_digest(Path(path), "md5")
+def file_md5(path: str | os.PathLike) -> str:
+    """MD5 of a file as 32 lowercase hex characters (the checksum datasets such as CIFAR publish)."""
+    return file_digest(path, "md5")
 
 
 def folder_sha256(root: Path, files: list[Path]) -> str:
@@ -32,6 +35,6 @@ def folder_sha256(root: Path, files: list[Path]) -> str:
     for path in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
         with open(path, "rb") as f:
-            while block := f.read(BLOCK):
-                h.update(block)
+            while chunk := f.read(CHUNK_BYTES):
+                h.update(chunk)
     return h.hexdigest()
