@@ -31,9 +31,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tqdm import tqdm
 
-from dra_pipeline import __version__
 from dra_pipeline.errors import FetchError
 from dra_pipeline.hashing import file_digest
+from dra_pipeline.version import __version__
 
 TIMEOUT_S = 60.0  # socket timeout for connecting and for each read; a stalled server counts as a dropped connection
 RETRIES = 3  # further attempts after a connection drops mid-body, each resuming from the .part
