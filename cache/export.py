@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 
+from dra_pipeline.atomic import atomic_write
 from dra_pipeline.cache.store import FeatureStore
 from dra_pipeline.errors import StoreError
 
@@ -25,8 +24,8 @@ def export_hdf5(store: FeatureStore, target: Path, *, overwrite: bool = False) -
     if target.exists() and not overwrite:
         raise StoreError(f"{target} already exists; pass --overwrite to replace it")
     lay = store.layout
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             feats = f.create_dataset(
                 "features",
@@ -39,6 +38,5 @@ def export_hdf5(store: FeatureStore, target: Path, *, overwrite: bool = False) -
                 feats[start:stop] = store.shard(k)
             f.create_dataset("labels", data=store.labels())
             f.attrs["dra"] = json.dumps(store.attrs)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(target, write)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dra_pipeline.atomic import atomic_write
 from dra_pipeline.data.base import ImageSource, SourceSpec, check_images_and_labels
 from dra_pipeline.errors import DataError
 
@@ -106,14 +107,15 @@ def convert_npz(src: Path, dst: Path) -> None:
     """Rewrite an npz with every member stored uncompressed, streaming (constant memory)."""
     if dst.exists():
         raise DataError(f"{dst} already exists; choose another --out")
-    tmp = dst.with_name(dst.name + ".partial")
-    try:
+
+    def write(tmp: Path) -> None:
         with zipfile.ZipFile(src) as zin, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zout:
             for info in zin.infolist():
                 with zin.open(info) as fin, zout.open(info.filename, "w", force_zip64=True) as fout:
                     while chunk := fin.read(_COPY_BYTES):
                         fout.write(chunk)
+
+    try:
+        atomic_write(dst, write)
     except (zipfile.BadZipFile, OSError, EOFError) as e:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"{src}: cannot convert ({e})") from None
-    tmp.replace(dst)
