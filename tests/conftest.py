@@ -1,8 +1,12 @@
+import socket
+
 import numpy as np
 import pytest
 import torch
 
+from dra_pipeline import fetch
 from tests import fixtures
+from tests.http_server import FileServer
 
 
 @pytest.fixture
@@ -27,3 +31,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def server(monkeypatch):
+    """A FileServer that every fetch URL is mirrored to; retries do not pause, no proxy is used, no other host
+    resolves."""
+    for name in ("DRA_MIRROR", "DRA_OFFLINE", "TQDM_DISABLE", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setattr(fetch, "RETRY_WAIT_S", 0.0)
+    # a URL that escaped the mirror fails here instead of reaching the internet
+    real_getaddrinfo = socket.getaddrinfo
+
+    def local_only(host, *args, **kwargs):
+        if host not in {"127.0.0.1", "localhost"}:
+            raise OSError(f"test tried to reach {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", local_only)
+    with FileServer() as s:
+        monkeypatch.setenv("DRA_MIRROR", s.base)
+        yield s

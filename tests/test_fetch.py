@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import io
 import os
-import socket
 import tarfile
 from pathlib import Path
 
@@ -23,28 +22,6 @@ from tests.http_server import FileServer
 
 BLOB_URL = "https://files.example.org/weights/blob.bin"
 BLOB_PATH = "/weights/blob.bin"
-
-
-@pytest.fixture
-def server(monkeypatch):
-    """A FileServer that every fetch URL is mirrored to; retries do not pause, no proxy is used, no other host
-    resolves."""
-    for name in ("DRA_MIRROR", "DRA_OFFLINE", "TQDM_DISABLE", "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("no_proxy", "*")
-    monkeypatch.setattr(fetch, "RETRY_WAIT_S", 0.0)
-    # a URL that escaped the mirror fails here instead of reaching the internet
-    real_getaddrinfo = socket.getaddrinfo
-
-    def local_only(host, *args, **kwargs):
-        if host not in {"127.0.0.1", "localhost"}:
-            raise OSError(f"test tried to reach {host}")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", local_only)
-    with FileServer() as s:
-        monkeypatch.setenv("DRA_MIRROR", s.base)
-        yield s
 
 
 @pytest.fixture
