@@ -66,9 +66,13 @@ echo "== extract: $ROWS rows, edm-cifar10 (random weights, full size), batch $BA
 echo "== bench/extract.py (extract img/s over bare forward img/s) =="
 python3 bench/extract.py --teacher edm-cifar10 --checkpoint "$W" --data "$WORK/synthetic.npz" \
   --rows $((ROWS < 16384 ? ROWS : 16384)) --batch-size "$BATCH" --device "$DEVICE"
-echo "== bench/train_step.py: WRN-28-10, batch $BATCH, TRADES-10 (bf16 autocast, channels-last on GPU) =="
-python3 bench/train_step.py --features "$WORK/store.zarr" --config dmat-cifar10-1m-wrn28-10-dra --device "$DEVICE" \
-  --set train.batch_size="$BATCH" --steps "$STEPS" --warmup "$((STEPS < 3 ? 1 : 3))"
+for PRECISION in fp32 bf16; do
+  echo "== bench/train_step.py: WRN-28-10, batch $BATCH, TRADES-10, $PRECISION (channels-last on GPU) =="
+  python3 bench/train_step.py --features "$WORK/store.zarr" --config dmat-cifar10-1m-wrn28-10-dra --device "$DEVICE" \
+    --set train.batch_size="$BATCH" --set train.precision="$PRECISION" --steps "$STEPS" --warmup "$((STEPS < 3 ? 1 : 3))"
+done
+echo "== bench/precision.py: bf16 autocast against fp32 (adversarial pixels changed, step time), WRN-28-10 =="
+python3 bench/precision.py --model wrn-28-10 --batch 128 --device "$DEVICE"
 echo "== bench/imagenet_scale.py: LightningDiT-XL/1 extraction, ConvNeXt-B TRADES-3 + DRA step (random weights) =="
 python3 bench/imagenet_scale.py --device "$DEVICE" --rows "${IMAGENET_ROWS:-1024}" --batch-size "${IMAGENET_BATCH:-128}" \
   --student-batch "${STUDENT_BATCH:-64}" --steps "$STEPS"

@@ -102,7 +102,7 @@ def training_step(args, device: torch.device) -> None:
     model = create_model("convnext-b", dataset="imagenet", num_classes=1000, in_channels=3).to(device)
     if channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
-    state = build_state(cfg, model, 1152, total_steps=100, model_info={})
+    state = build_state(cfg, model, 1152, 100, model_info={})
     state.head.to(device)
     n = args.student_batch
     batch = Batch(

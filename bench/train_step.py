@@ -64,7 +64,7 @@ def setup(args, mode: str):
     model = create_model(cfg.model.name, dataset=dataset, num_classes=10, in_channels=c).to(device)
     if channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
-    state = build_state(cfg, model, store.layout.dim if mode != "plain" else None, total_steps=10_000, model_info={})
+    state = build_state(cfg, model, store.layout.dim if mode != "plain" else None, 10_000, model_info={})
     if state.head is not None:
         state.head.to(device)
     online = online_teacher(store, images, device) if mode == "online" else None

@@ -19,12 +19,14 @@ PRESETS_DIR = Path(str(importlib.resources.files("dra_pipeline.configs")))
 class DataConfig:
     dataset: str = "fashion-mnist"  # real training set (source text); the store's sources override it
     synthetic: tuple[str, ...] = ()  # DM-AT npz files of generated images (without a store)
-    synthetic_fraction: float = 0.0  # share of each batch drawn (with replacement) from synthetic rows; DM-AT: 0.7
+    synthetic_fraction: float = 0.0  # share of each batch from synthetic rows, int(batch x share), drawn with
+    # replacement; DM-AT: 0.7 (358 of 512)
     validation: int = 1024  # N real training images held out to pick the best checkpoint
     validation_rows: Literal["first", "spread"] = "first"  # first N (DM-AT), or N evenly spaced (class-sorted folders)
     crop_padding: int = 4  # random crop after zero-padding by this many pixels (0: no crop)
     crop_size: int = 0  # random crop of this side from each image, center crop for validation (0: keep the size)
     flip: bool = True  # random horizontal flips
+    rotation: float = 0.0  # random rotation in [-r, r] degrees, nearest pixel, zero fill (DM-AT's CIFAR-100: 15)
     epoch_images: int = 0  # images per "epoch" (0: the real training set's size; DM-AT: 50000 for CIFAR-10)
     workers: int = 1  # threads preparing batches (image decoding: raise it for JPEG folders such as ImageNet)
 
@@ -41,6 +43,7 @@ class AttackConfig:
     step: float = 0.025  # PGD step size, pixels in [0, 1] (CIFAR 2/255)
     steps: int = 10  # attack iterations per training step
     val_steps: int = 40  # PGD steps for validation robust accuracy (DM-AT: PGD-40)
+    val_loss: Literal["cw", "ce"] = "cw"  # validation PGD's loss: CW margin (DM-AT) or cross-entropy
 
 
 @dataclass(frozen=True)
@@ -52,13 +55,21 @@ class TrainConfig:
     batch_size: int = 128  # global batch (all ranks together)
     optimizer: Literal["sgd", "lion"] = "sgd"  # SGD Nesterov (DM-AT) or Lion (betas 0.9, 0.99; DRA's ImageNet runs)
     lr: float = 0.1  # peak learning rate (DM-AT: 0.2 at batch 512)
-    momentum: float = 0.9  # SGD Nesterov
+    momentum: float = 0.9  # SGD Nesterov (cycled 0.95 -> 0.85 -> 0.95 instead when cycle_momentum)
     weight_decay: float = 5e-4  # not applied to normalisation-layer parameters (batch, layer, group norm)
-    warmup: float = 0.025  # fraction of all steps with a linear learning-rate ramp, then cosine to 0
-    ema_decay: float = 0.995  # with warm-up: min(decay, (1 + step) / (10 + step))
+    schedule: Literal["onecycle", "warmup-cosine"] = "onecycle"  # onecycle: PyTorch's OneCycleLR (DM-AT's
+    # "cosinew": cosine warm-up from lr / 25 over `warmup`, cosine decay to lr / 25 / 1e4); warmup-cosine: linear
+    # warm-up from 0, cosine to 0
+    schedule_unit: Literal["epoch", "step"] = "epoch"  # the schedule advances once per epoch (DM-AT) or per step
+    warmup: float = 0.025  # fraction of the schedule spent warming up (OneCycleLR's pct_start)
+    cycle_momentum: bool = True  # onecycle also cycles SGD momentum between 0.95 and 0.85 (OneCycleLR's default)
+    ema_decay: float = 0.995  # EMA decay cap, reached through min(decay, (1 + d) / (10 + d)) after ema_warmup
+    ema_warmup: float = 0.025  # fraction of all steps during which the EMA copies the model (DM-AT)
+    first_batch_bn_stats: bool = True  # batch-norm running statistics start as the first step's (DM-AT: momentum 1)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda (under torchrun: cuda:LOCAL_RANK)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # bf16 autocast for forwards; auto: bf16 on CUDA, else fp32
+    precision: Literal["fp32", "bf16"] = "fp32"  # fp32 (TF32 matmuls allowed on CUDA), as DM-AT; bf16: autocast
+    # for the whole step, attack included (it changes the adversarial examples: docs/recipe.md)
     channels_last: Literal["auto", "on", "off"] = "auto"  # NHWC memory format; auto: on for CUDA, off on CPU
     compile: bool = False  # torch.compile the classifier (first steps pay the compilation)
 
@@ -66,8 +77,10 @@ class TrainConfig:
 @dataclass(frozen=True)
 class DRAConfig:
     weight: float = 0.0  # lambda; 0 disables DRA (plain DM-AT / AT)
-    hidden: int = 2048  # projection head width
-    view: Literal["clean", "extra-sigma"] = "clean"  # which cached view aligns non-flipped images
+    hidden: int = 2048  # projection head width (REPA: 2048; xavier-uniform weights, zero biases)
+    weight_decay: float = 0.0  # on the projection head (REPA: none)
+    extra_sigma: Literal["add", "replace"] = "add"  # a store's extra-sigma view: a second target (mean of the two
+    # cosine terms, the paper's "additional representation") or the only one
     online_teacher: bool = False  # compute targets with the teacher each step (benchmarks, ablations)
 
 

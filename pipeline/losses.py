@@ -110,6 +110,10 @@ class ProjectionHead(nn.Module):
         self.net = nn.Sequential(
             nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, out_dim)
         )
+        for layer in self.net:  # REPA's initialisation of its projector
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, features: Tensor) -> Tensor:
         return self.net(features)
@@ -121,5 +125,8 @@ class ProjectionHead(nn.Module):
 
 
 def alignment_loss(projected: Tensor, target: Tensor) -> Tensor:
-    """Mean over the batch of 1 - cos(projected_i, target_i); both (N, dim). In [0, 2]."""
-    return (1 - F.cosine_similarity(projected, target.to(projected.dtype), dim=1, eps=1e-8)).mean()
+    """Mean over the batch of 1 - cos(projected_i, target_i); projected (N, dim), target (N, dim), or (N, K, dim) for
+    K targets per image (the mean of the K cosine terms). In [0, 2]."""
+    if target.dim() == 3:
+        projected = projected.unsqueeze(1).expand_as(target)
+    return (1 - F.cosine_similarity(projected, target.to(projected.dtype), dim=-1, eps=1e-8)).mean()

@@ -14,20 +14,35 @@ from torch import Tensor, nn
 
 
 @contextlib.contextmanager
-def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
-    """Within the block, batch norm layers normalise as usual but leave running_mean/var unchanged."""
+def batch_norm_momentum(model: nn.Module, momentum: float) -> Iterator[None]:
+    """Within the block every batch-norm layer of `model` updates its running statistics with `momentum` (0: not at
+    all, 1: replaced by the batch's); momenta and batch counts are restored afterwards."""
     saved = []
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             saved.append((m, m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None))
-            m.momentum = 0.0
+            m.momentum = momentum
     try:
         yield
     finally:
-        for m, momentum, tracked in saved:
-            m.momentum = momentum
-            if tracked is not None:
+        for m, previous, tracked in saved:
+            m.momentum = previous
+            if tracked is not None and momentum == 0.0:
                 m.num_batches_tracked.copy_(tracked)
+
+
+def frozen_bn_stats(model: nn.Module) -> contextlib.AbstractContextManager[None]:
+    """Within the block, batch norm layers normalise as usual but leave running_mean/var unchanged."""
+    return batch_norm_momentum(model, 0.0)
+
+
+def cw_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """DM-AT's CW margin loss for attacks: the sum over the batch of -max(z_y - max_{k != y} z_k, 0); maximising it
+    pushes each point across the decision boundary, after which its gradient is zero."""
+    onehot = torch.nn.functional.one_hot(y, logits.shape[1]).to(logits.dtype)
+    real = (onehot * logits).sum(1)
+    other = ((1 - onehot) * logits - onehot * 10000.0).max(1)[0]
+    return -torch.clamp(real - other, min=0).sum()
 
 
 def pgd_linf(

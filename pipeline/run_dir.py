@@ -38,6 +38,7 @@ class RunDir:
                     f"{self.path} holds a run with a different config ({', '.join(diff[:5])}); "
                     "rerun with the same settings to resume, or choose another --out"
                 )
+            self._remove_stale_temp_files()
             return (self.path / checkpoints.LAST).exists()
         if self.path.exists() and any(self.path.iterdir()):
             raise DraError(f"{self.path} exists and is not a run directory (no config.yaml); choose another --out")
@@ -58,3 +59,19 @@ class RunDir:
     def log(self, record: dict) -> None:
         with open(self.path / "stats.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def reconcile_stats(self, record: dict | None) -> None:
+        """Append the epoch record saved inside last.pt when stats.jsonl lacks it (a kill between the checkpoint and
+        the log line): the checkpoint and its stats line are one unit."""
+        if not record:
+            return
+        path = self.path / "stats.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        logged = {json.loads(line).get("epoch") for line in lines if line.strip()}
+        if record["epoch"] not in logged:
+            self.log(record)
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files a killed atomic save left behind (.NAME.<id>.tmp): never a complete file, always safe to drop."""
+        for stale in self.path.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)

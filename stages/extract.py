@@ -30,9 +30,13 @@ def extract(
     shards: Iterable[int] | None = None,
     autocast: bool = False,
     workers: int = 1,
+    teacher_labels: str = "true",
     progress: Callable[[int], None] | None = None,
 ) -> list[int]:
     """Fill the store's missing shards (only those in `shards`, when given: the ones this process owns).
+
+    teacher_labels: what a class-conditional teacher is told, each image's label ("true") or class 0 ("fixed",
+    so that the features describe the image without carrying its label).
 
     Returns the shards written. progress(n) is called with the number of rows finished after each batch.
     """
@@ -62,7 +66,8 @@ def extract(
             for a in range(0, len(rows), batch_size):
                 b = min(a + batch_size, len(rows))
                 with torch.autocast(teacher.device.type, dtype=torch.bfloat16, enabled=autocast):
-                    out = teacher(imgs[a:b], labels[a:b], rows[a:b], views=views)
+                    told = labels[a:b] if teacher_labels == "true" else np.zeros_like(labels[a:b])
+                    out = teacher(imgs[a:b], told, rows[a:b], views=views)
                 feats[a:b] = out.float().cpu().numpy()
                 if progress:
                     progress(b - a)

@@ -1,14 +1,16 @@
 """Stage two: TRADES (or PGD-AT) adversarial training with the DRA alignment loss, targets read by row.
 
-The recipe follows DM-AT (see docs/design.md): attack in train mode with BN statistics frozen, label
-smoothing, SGD Nesterov without weight decay on BN, linear warm-up then cosine decay, EMA with warm-up whose
-BN statistics are copied, best EMA checkpoint by PGD robust accuracy on a held-out validation split.
+The recipe follows DM-AT item by item (docs/recipe.md): attack in train mode with BN statistics frozen, label
+smoothing, SGD Nesterov without weight decay on BN, PyTorch's OneCycleLR stepped per epoch, BN statistics started
+at the first batch's, an EMA that copies the model through its warm-up and whose BN statistics are the model's, the
+best EMA checkpoint by CW PGD-40 on a held-out validation split (ties to the later epoch).
 Checkpoints are written at epoch ends; every batch and every attack start is a function of (seed, epoch,
 batch) or (seed, rank, step), so a run resumed from its last checkpoint replays the same computation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -27,7 +29,7 @@ from dra_pipeline.distributed import SINGLE, Dist, all_reduce_sum, average_gradi
 from dra_pipeline.errors import DraError
 from dra_pipeline.losses import ProjectionHead, alignment_loss, pgd_at, trades, uniform_start
 from dra_pipeline.models import Classifier
-from dra_pipeline.pgd import pgd_linf
+from dra_pipeline.pgd import batch_norm_momentum, cw_loss, pgd_linf
 from dra_pipeline.run_dir import RunDir
 from dra_pipeline.seeding import keyed_generator
 
@@ -68,48 +70,78 @@ class TrainState:
 
 
 def build_state(
-    cfg: Config, model: Classifier, target_dim: int | None, total_steps: int, *, model_info: dict
+    cfg: Config, model: Classifier, target_dim: int | None, steps_per_epoch: int, *, model_info: dict
 ) -> TrainState:
     """Model, EMA copy, DRA head (when target_dim), optimizer (SGD Nesterov or Lion) with normalisation-layer
-    parameters exempt from weight decay, schedule."""
+    parameters exempt from weight decay and the head at its own weight decay, learning-rate schedule."""
     head = ProjectionHead(model.feature_dim, target_dim, cfg.dra.hidden) if target_dim else None
     decay, no_decay = [], []
-    for module in [model] + ([head] if head is not None else []):
-        for m in module.modules():
-            for p in m.parameters(recurse=False):
-                (no_decay if isinstance(m, NORM_LAYERS) else decay).append(p)
+    for m in model.modules():
+        for p in m.parameters(recurse=False):
+            (no_decay if isinstance(m, NORM_LAYERS) else decay).append(p)
     t = cfg.train
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if head is not None:
+        groups.append({"params": list(head.parameters()), "weight_decay": cfg.dra.weight_decay})
     if t.optimizer == "lion":
         from timm.optim import Lion
 
         optimizer = Lion(groups, lr=t.lr, betas=(0.9, 0.99))
     else:
         optimizer = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=True)
-    warmup = max(1, round(t.warmup * total_steps))
-
-    def factor(step: int) -> float:  # linear warm-up to the peak, then cosine to zero
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler = build_schedule(t, optimizer, steps_per_epoch)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     return TrainState(model, ema, head, optimizer, scheduler, model_info)
 
 
+def build_schedule(t, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule over the whole run, in units of epochs or steps (t.schedule_unit).
+
+    onecycle is PyTorch's OneCycleLR as DM-AT builds it (max_lr, pct_start = warmup, total_steps; the defaults for
+    the rest: cosine annealing, lr / 25 at the start, lr / 25 / 1e4 at the end, momentum cycled 0.95 -> 0.85 ->
+    0.95 unless cycle_momentum is off). warmup-cosine: linear warm-up from 0 to lr, then cosine to 0.
+    """
+    total = t.epochs if t.schedule_unit == "epoch" else t.epochs * steps_per_epoch
+    if t.schedule == "onecycle":
+        # OneCycleLR divides by its warm-up length pct_start * total - 1: a warm-up of exactly one step divides by 0
+        pct_start = t.warmup * (1 + 1e-9) if t.warmup * total == 1 else t.warmup
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=t.lr, total_steps=total, pct_start=pct_start, cycle_momentum=t.cycle_momentum
+        )
+    warmup = max(1, round(t.warmup * total))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def ema_decay(step: int, *, cap: float, warmup_steps: float) -> float:
+    """DM-AT's EMA decay at global step `step` (1 for the first update): 0 before warmup_steps, so the EMA copies the
+    model, then min(cap, (1 + d) / (10 + d)) with d = step - warmup_steps."""
+    if step < warmup_steps:
+        return 0.0
+    d = step - warmup_steps
+    return min(cap, (1 + d) / (10 + d))
+
+
 @torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
-    """EMA of parameters with warm-up min(decay, (1 + step) / (10 + step)); buffers (BN statistics) copied."""
-    d = min(decay, (1 + step) / (10 + step))
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for parameters; buffers (BN statistics) are the model's."""
     for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p.detach(), 1 - d)
+        e.lerp_(p.detach(), 1 - decay)
     for e, b in zip(ema.buffers(), model.buffers()):
         e.copy_(b)
 
 
-def bf16_autocast(cfg: Config, device: torch.device) -> bool:
-    return cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and device.type == "cuda")
+def all_finite(module: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+def bf16_autocast(cfg: Config) -> bool:
+    return cfg.train.precision == "bf16"
 
 
 def channels_last(cfg: Config, device: torch.device) -> bool:
@@ -124,10 +156,12 @@ def robust_accuracy(
     eps: float,
     step: float,
     steps: int,
+    loss: str = "cw",
     batch_size: int = 256,
     dist: Dist = SINGLE,
 ) -> tuple[float, float]:
-    """(clean, PGD) accuracy of `model` in eval mode on (x, y), PGD with CE and a random start seeded per block.
+    """(clean, PGD) accuracy of `model` in eval mode on (x, y): PGD with the CW margin loss (DM-AT's checkpoint
+    selection) or cross-entropy, and a uniform random start seeded per block.
 
     Blocks of `batch_size` images are dealt to ranks round-robin and the counts summed, so the result does not
     depend on the number of processes.
@@ -141,9 +175,8 @@ def robust_accuracy(
         with torch.no_grad():
             counts[0] += (model(xb).argmax(1) == yb).sum().item()
         start = uniform_start(eps, torch.Generator(device=device).manual_seed(a))
-        x_adv = pgd_linf(
-            model, xb, lambda o, yb=yb: F.cross_entropy(o, yb), eps=eps, step=step, steps=steps, random_start=start
-        )
+        objective = (lambda o, yb=yb: cw_loss(o, yb)) if loss == "cw" else (lambda o, yb=yb: F.cross_entropy(o, yb))
+        x_adv = pgd_linf(model, xb, objective, eps=eps, step=step, steps=steps, random_start=start)
         with torch.no_grad():
             counts[1] += (model(x_adv).argmax(1) == yb).sum().item()
     model.train(was_training)
@@ -152,7 +185,15 @@ def robust_accuracy(
 
 
 def training_step(
-    cfg: Config, state: TrainState, model: nn.Module, batch, *, step: int, dist: Dist = SINGLE, online_targets=None
+    cfg: Config,
+    state: TrainState,
+    model: nn.Module,
+    batch,
+    *,
+    step: int,
+    steps_per_epoch: int,
+    dist: Dist = SINGLE,
+    online_targets=None,
 ) -> dict[str, float]:
     """One optimisation step on this rank's slice of the global batch: attack, TRADES/PGD-AT loss
     (+ lambda * DRA alignment), gradients averaged over ranks, update, EMA.
@@ -172,7 +213,12 @@ def training_step(
         generator=keyed_generator(t.seed, 0, step, device=device),
         part=(dist.rank, dist.world),
     )
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_autocast(cfg, device)):
+    # DM-AT starts batch-norm running statistics at the first step's batch statistics (momentum 1, then 0.01)
+    first = t.first_batch_bn_stats and step == 0
+    with (
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_autocast(cfg)),
+        batch_norm_momentum(state.model, 1.0) if first else contextlib.nullcontext(),
+    ):
         out = trades(model, x, y, beta=t.beta, **kw) if t.loss == "trades" else pgd_at(model, x, y, **kw)
         loss, align = out.loss.float(), torch.zeros((), device=device)
         if state.head is not None and cfg.dra.weight > 0:
@@ -194,9 +240,11 @@ def training_step(
         loss.backward()
         average_gradients(dist, params)
         state.optimizer.step()
-        state.scheduler.step()
+        if t.schedule_unit == "step":
+            state.scheduler.step()
         broadcast(dist, state.model.buffers())  # rank 0's BN running statistics, as DataParallel keeps them
-        update_ema(state.ema, state.model, t.ema_decay, step)
+        warmup_steps = t.ema_warmup * t.epochs * steps_per_epoch
+        update_ema(state.ema, state.model, ema_decay(step + 1, cap=t.ema_decay, warmup_steps=warmup_steps))
     return {"loss": loss_value, "align": align_value, "clean_acc": clean_acc, "adv_acc": adv_acc}
 
 
@@ -224,9 +272,18 @@ def train(
         model.train()
         start, sums, n = time.perf_counter(), {"loss": 0.0, "align": 0.0, "clean_acc": 0.0, "adv_acc": 0.0}, 0
         wait_start = loader.wait_seconds
+        lr = state.optimizer.param_groups[0]["lr"]  # this epoch's (per-step schedules: its first step's)
         for index, batch in enumerate(loader.epoch(epoch)):
+            step = epoch * steps_per_epoch + index
             metrics = training_step(
-                cfg, state, model, batch, step=epoch * steps_per_epoch + index, dist=dist, online_targets=online_targets
+                cfg,
+                state,
+                model,
+                batch,
+                step=step,
+                steps_per_epoch=steps_per_epoch,
+                dist=dist,
+                online_targets=online_targets,
             )
             if not math.isfinite(metrics["loss"]):
                 raise DraError(
@@ -238,19 +295,30 @@ def train(
             n += 1
             if progress:
                 progress(1)
+        if t.schedule_unit == "epoch":
+            state.scheduler.step()
+        bad = [name for name, m in (("model", state.model), ("EMA", state.ema)) if not all_finite(m)]
+        if bad:  # e.g. the epoch's last update made the weights NaN: its loss was still finite
+            raise DraError(
+                f"the {' and '.join(bad)} weights are not finite after epoch {epoch + 1}; stopped. The last good "
+                f"checkpoint (epoch {state.epoch}) is kept in {run.path / checkpoints.LAST}"
+            )
         state.epoch = epoch + 1
-        val_clean, val_robust = robust_accuracy(state.ema, *val, eps=a.eps, step=a.step, steps=a.val_steps, dist=dist)
+        val_clean, val_robust = robust_accuracy(
+            state.ema, *val, eps=a.eps, step=a.step, steps=a.val_steps, loss=a.val_loss, dist=dist
+        )
         record = {
             "epoch": state.epoch,
             **{k: v / max(n, 1) for k, v in sums.items()},
             "val_clean": val_clean,
             "val_robust": val_robust,
             "val_n": len(val[0]),
-            "lr": state.scheduler.get_last_lr()[0],
+            "lr": lr,
+            "momentum": state.optimizer.param_groups[0].get("momentum"),
             "epoch_s": time.perf_counter() - start,
             "feature_wait_s": loader.wait_seconds - wait_start,
         }
-        best = val_robust > state.best_robust
+        best = val_robust >= state.best_robust  # ties go to the later epoch, as DM-AT's selection
         if best:
             state.best_robust = val_robust
         if dist.rank == 0:
@@ -263,7 +331,7 @@ def train(
                     val_clean=val_clean,
                 )
                 run.save(checkpoints.BEST_EMA, best_ema)
-            run.save(checkpoints.LAST, state.state_dict())
+            run.save(checkpoints.LAST, {**state.state_dict(), "stats": record})
             run.log(record)
             mark = "  *best" if best else ""
             log(

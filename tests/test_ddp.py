@@ -41,7 +41,8 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, store):
         for key, value in one[part].items():
             torch.testing.assert_close(two[part][key], value, rtol=1e-5, atol=1e-5, msg=f"{part}.{key}")
     for a, b in zip(one["optimizer"]["state"].values(), two["optimizer"]["state"].values()):
-        torch.testing.assert_close(b["momentum_buffer"], a["momentum_buffer"], rtol=1e-4, atol=1e-5)
+        # float32 all-reduce vs one process sums in another order: ~1e-5 on the momentum buffers after two epochs
+        torch.testing.assert_close(b["momentum_buffer"], a["momentum_buffer"], rtol=1e-4, atol=3e-5)
     stats = [
         [json.loads(line) for line in (tmp_path / r / "stats.jsonl").read_text().splitlines()] for r in ("one", "two")
     ]

@@ -211,3 +211,20 @@ def test_two_ranks_give_the_same_store_as_one(tmp_path, data):
     assert shard_hashes(two) == shard_hashes(one)
     for k in range(FeatureStore.open(one).layout.num_shards):
         assert FeatureStore.open(one)._shard_file(k).read_bytes() == FeatureStore.open(two)._shard_file(k).read_bytes()
+
+
+def test_teacher_labels_fixed_tells_a_conditional_teacher_class_zero(tmp_path, fmnist_dir):
+    d, _ = fmnist_dir
+    stores = {}
+    for told in ("true", "fixed"):
+        out = tmp_path / f"{told}.zarr"
+        args = ("--teacher", "edm-fmnist", "--data-dir", d, "--out", out, "--limit", 16, "--rows-per-shard", 16)
+        assert run_cli(*args, "--teacher-labels", told, "--device", "cpu").exit_code == 0
+        stores[told] = FeatureStore.open(out)
+    rows = np.arange(16)
+    assert stores["fixed"].provenance["teacher_labels"] == "fixed"
+    images, labels = IndexedImages([open_source("fashion-mnist", data_dir=d)]).read(rows)
+    teacher = create_teacher("edm-fmnist")
+    fixed = teacher(images, np.zeros_like(labels), rows).numpy().astype(np.float16)
+    np.testing.assert_array_equal(stores["fixed"].read(rows), fixed)
+    assert not np.array_equal(stores["true"].read(rows), stores["fixed"].read(rows))

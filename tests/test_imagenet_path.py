@@ -87,8 +87,8 @@ def test_imagenet_preset_uses_lion_and_exempts_layer_norms_from_weight_decay():
     cfg = load_config("imagenet-convnext-b-dra")
     assert (cfg.train.optimizer, cfg.attack.steps, round(cfg.attack.eps * 255, 6)) == ("lion", 3, 4.0)
     model = create_model("convnext-b", dataset="imagenet", num_classes=1000, in_channels=3)
-    state = build_state(cfg, model, 1152, total_steps=10, model_info={})
+    state = build_state(cfg, model, 1152, 10, model_info={})
     assert type(state.optimizer).__name__ == "Lion"
-    decay, no_decay = state.optimizer.param_groups
+    decay, no_decay, head = state.optimizer.param_groups  # the DRA head has its own group
     norms = {id(p) for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters()}
     assert norms and norms <= {id(p) for p in no_decay["params"]} and no_decay["weight_decay"] == 0

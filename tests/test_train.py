@@ -117,7 +117,7 @@ def test_dra_run_aligns_each_image_with_its_own_stored_row(tmp_path, fmnist, mon
     assert flips.any() and not flips.all()
     for batch, target in zip(batches, targets):
         stored = store.read(batch.rows)[np.arange(len(batch.rows)), batch.flipped.astype(int)]  # views: clean, flip
-        assert torch.equal(target, torch.from_numpy(stored))
+        assert target.shape[1] == 1 and torch.equal(target[:, 0], torch.from_numpy(stored))  # one target per image
     stats = json.loads((tmp_path / "run" / "stats.jsonl").read_text().splitlines()[0])
     assert 0 < stats["align"] < 2
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
@@ -137,8 +137,8 @@ def test_flipped_images_get_the_flip_view(tmp_path, fmnist):
     batch = BatchLoader(plan, images, store=store, padding=0, flip=True).batch(0, 0)
     feats = store.read(batch.rows)
     assert batch.flipped.any() and (~batch.flipped).any()
-    np.testing.assert_array_equal(batch.targets[batch.flipped].numpy(), feats[batch.flipped, 1])
-    np.testing.assert_array_equal(batch.targets[~batch.flipped].numpy(), feats[~batch.flipped, 0])
+    np.testing.assert_array_equal(batch.targets[batch.flipped, 0].numpy(), feats[batch.flipped, 1])
+    np.testing.assert_array_equal(batch.targets[~batch.flipped, 0].numpy(), feats[~batch.flipped, 0])
     raw, _ = images.read(batch.rows)
     np.testing.assert_array_equal(
         (batch.images[batch.flipped] * 255).round().byte().permute(0, 2, 3, 1).numpy(), raw[batch.flipped][:, :, ::-1]
@@ -180,6 +180,35 @@ def test_nan_stops_within_a_step_and_keeps_the_last_checkpoint(tmp_path, fmnist,
     assert calls["n"] == 2, "stopped at the first non-finite step"
     assert not (tmp_path / "run2" / "last.pt").exists() and (tmp_path / "run2" / "config.yaml").exists()
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
+
+
+def test_nan_weights_after_the_last_step_of_an_epoch_stop_before_any_checkpoint(tmp_path, fmnist, monkeypatch):
+    """The last update of an epoch makes the weights NaN while its loss was finite: no checkpoint may hold them."""
+    original = torch.optim.SGD.step
+
+    def poisoned(self, *args, **kw):
+        out = original(self, *args, **kw)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.data.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.SGD, "step", poisoned)
+    result = CliRunner().invoke(main, train_args(fmnist, tmp_path / "run", "--set", "data.epoch_images=16", epochs=1))
+    lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert result.exit_code == 1 and len(lines) == 1 and "not finite after epoch 1" in lines[0]
+    assert not (tmp_path / "run" / "last.pt").exists() and not (tmp_path / "run" / "best-ema.pt").exists()
+
+
+def test_a_stats_line_lost_to_a_kill_after_the_checkpoint_is_restored_on_resume(tmp_path, fmnist):
+    run = tmp_path / "run"
+    assert CliRunner().invoke(main, train_args(fmnist, run, epochs=2)).exit_code == 0
+    stats = (run / "stats.jsonl").read_text().splitlines()
+    (run / "stats.jsonl").write_text(stats[0] + "\n")  # killed after saving epoch 2's checkpoint, before its line
+    (run / ".last.pt.0123abcd.tmp").write_bytes(b"half a checkpoint")  # and a save killed midway
+    assert CliRunner().invoke(main, train_args(fmnist, run, epochs=2)).exit_code == 0
+    assert (run / "stats.jsonl").read_text().splitlines() == stats
+    assert not list(run.glob(".*.tmp"))
 
 
 def test_rerun_with_another_config_in_the_same_run_is_refused(tmp_path, fmnist):
@@ -304,7 +333,7 @@ def test_online_teacher_matches_cached_targets_and_width_is_checked(tmp_path, fm
     targets = run_module.online_teacher(store, images, torch.device("cpu"))
     rows, flipped = np.array([5, 0, 33]), np.array([True, False, True])
     cached = store.read(rows)[np.arange(3), flipped.astype(int)]
-    np.testing.assert_allclose(targets(rows, flipped).numpy(), cached, atol=1e-5)
+    np.testing.assert_allclose(targets(rows, flipped).numpy(), cached[:, None], atol=1e-5)
 
     a = train_args(fmnist, tmp_path / "run", "--lambda", "0.5", epochs=1, features=tmp_path / "f.zarr")
     assert CliRunner().invoke(main, a).exit_code == 0

@@ -28,6 +28,13 @@ def _views(_ctx, _param, text: str) -> tuple[str, ...]:
 )
 @click.option("--zero-channels", default="none", show_default=True, help="auto, none, or a comma list of channels.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Row r's noise comes from (seed, r).")
+@click.option(
+    "--teacher-labels",
+    type=click.Choice(["true", "fixed"]),
+    default="true",
+    show_default=True,
+    help="A conditional teacher is told each image's label, or class 0 for all.",
+)
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--workers", type=int, default=1, show_default=True, help="Threads decoding images (JPEG folders).")
 @click.option("--rows-per-shard", type=int, default=4096, show_default=True)

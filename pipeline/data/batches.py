@@ -26,13 +26,14 @@ class BatchPlan:
     real_rows: np.ndarray  # dataset rows of real training images (validation rows excluded)
     synthetic_rows: np.ndarray  # dataset rows of synthetic images (may be empty)
     batch_size: int  # global batch
-    synthetic_fraction: float  # share of each batch from synthetic rows
+    synthetic_fraction: float  # share of each batch from synthetic rows: int(batch_size x share) of them
     steps_per_epoch: int
     seed: int
 
     @property
     def n_synthetic(self) -> int:
-        return round(self.batch_size * self.synthetic_fraction) if len(self.synthetic_rows) else 0
+        # truncated as DM-AT's sampler does (int(512 x 0.7) = 358); rounding would give 359
+        return int(self.batch_size * self.synthetic_fraction) if len(self.synthetic_rows) else 0
 
     def rows(self, epoch: int, index: int) -> np.ndarray:
         """Rows of batch `index` of `epoch` (batch_size,): real first, then synthetic."""
@@ -62,14 +63,17 @@ def augment(
     flip: bool,
     rng: np.random.Generator,
     crop_size: int = 0,
+    rotation: float = 0.0,
     part: tuple[int, int] = (0, 1),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Random crop and random horizontal flip: uint8 (N, H, W, C) -> (N, S, S, C) and the flipped mask (N,).
+    """Random crop, random horizontal flip, random rotation, in torchvision's order: uint8 (N, H, W, C) ->
+    (N, S, S, C) and the flipped mask (N,).
 
     The crop is of side S = crop_size from the image when crop_size is set (e.g. 224 from 256), else of the image's
-    own size after zero padding by `padding`. With part = (rank, world) the images are slice `rank` of a global
-    batch of world * N and get that slice of the global batch's draws, so augmentation does not depend on the
-    process count.
+    own size after zero padding by `padding`. `rotation` (degrees) turns each image by an angle drawn uniformly from
+    [-rotation, rotation] about its centre, nearest pixel, zero fill (torchvision's RandomRotation defaults). With
+    part = (rank, world) the images are slice `rank` of a global batch of world * N and get that slice of the global
+    batch's draws, so augmentation does not depend on the process count.
     """
     n, h, w, _ = images.shape
     rank, world = part
@@ -85,7 +89,25 @@ def augment(
     flipped = rng.random(world * n)[mine] < 0.5 if flip else np.zeros(n, dtype=bool)
     out = out.copy() if out is images else out
     out[flipped] = out[flipped, :, ::-1]
+    if rotation:
+        out = rotate(out, rng.uniform(-rotation, rotation, world * n)[mine])
     return out, flipped
+
+
+def rotate(images: np.ndarray, degrees: np.ndarray) -> np.ndarray:
+    """Each uint8 image (N, H, W, C) turned counter-clockwise by degrees[i] about its centre: nearest pixel, zero
+    outside (the sampling torchvision's rotate does for tensors)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    angle = torch.from_numpy(np.deg2rad(degrees)).float()
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    h, w = x.shape[-2:]
+    # output pixel -> input pixel: the inverse rotation, in the [-1, 1] grid (aspect ratio accounted for)
+    theta = torch.zeros(len(x), 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin * h / w
+    theta[:, 1, 0], theta[:, 1, 1] = sin * w / h, cos
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    out = torch.nn.functional.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return out.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 @dataclass
@@ -93,8 +115,26 @@ class Batch:
     images: torch.Tensor  # float (n, C, H, W) in [0, 1]
     labels: torch.Tensor  # long (n,)
     rows: np.ndarray  # (n,)
-    targets: torch.Tensor | None  # float (n, dim) teacher features matching each image's flip, or None
+    targets: torch.Tensor | None  # float (n, K, dim): K teacher targets per image (matching its flip), or None
     flipped: np.ndarray  # bool (n,)
+
+
+def target_views(views: list[str], extra_sigma: str) -> tuple[list[int], list[int]]:
+    """The store views (indices) an image is aligned with: (for an un-flipped image, for a flipped one), K each.
+
+    The first target is the `clean` view, or the `flip` view for a flipped image when the store has one (the
+    features of the mirrored noisy image). A store with an `extra-sigma` view adds it as a second target
+    (extra_sigma "add", the paper's additional representation) or makes it the only one for un-flipped images
+    ("replace"). There is no flipped extra-sigma view: flipped images use the un-flipped one.
+    """
+    clean = views.index("clean") if "clean" in views else 0
+    flip = views.index("flip") if "flip" in views else clean
+    if "extra-sigma" not in views:
+        return [clean], [flip]
+    extra = views.index("extra-sigma")
+    if extra_sigma == "replace":
+        return [extra], [flip]
+    return [clean, extra], [flip, extra]
 
 
 class BatchLoader:
@@ -110,23 +150,22 @@ class BatchLoader:
         images: IndexedImages,
         *,
         store=None,
-        view: str = "clean",
+        extra_sigma: str = "add",
         padding: int,
         flip: bool,
         crop_size: int = 0,
+        rotation: float = 0.0,
         rank: int = 0,
         world: int = 1,
         prefetch: int = 3,
         workers: int = 1,
     ):
         self.plan, self.images, self.store = plan, images, store
-        self.padding, self.flip, self.crop_size = padding, flip, crop_size
+        self.padding, self.flip, self.crop_size, self.rotation = padding, flip, crop_size, rotation
         self.rank, self.world, self.prefetch, self.workers = rank, world, max(prefetch, workers), workers
         self.wait_seconds = 0.0
         if store is not None:
-            views = list(store.layout.views)
-            self.clean_view = views.index(view)
-            self.flip_view = views.index("flip") if "flip" in views else None
+            self.target_views = target_views(list(store.layout.views), extra_sigma)
 
     def batch(self, epoch: int, index: int) -> Batch:
         rows = self.plan.rows(epoch, index)
@@ -140,15 +179,14 @@ class BatchLoader:
             flip=self.flip,
             rng=rng,
             crop_size=self.crop_size,
+            rotation=self.rotation,
             part=(self.rank, self.world),
         )
         targets = None
         if self.store is not None:
             feats = self.store.read(rows)  # (n, views, dim)
-            pick = np.full(len(rows), self.clean_view)
-            if self.flip_view is not None:
-                pick[flipped] = self.flip_view  # a flipped image aligns with the flipped image's features
-            targets = torch.from_numpy(feats[np.arange(len(rows)), pick].astype(np.float32))
+            pick = np.where(flipped[:, None], self.target_views[1], self.target_views[0])  # (n, K)
+            targets = torch.from_numpy(feats[np.arange(len(rows))[:, None], pick].astype(np.float32))
         images = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float() / 255
         return Batch(images, torch.from_numpy(labels), rows, targets, flipped)
 

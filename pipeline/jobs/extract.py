@@ -42,6 +42,7 @@ class ExtractSettings:
     views: tuple[str, ...] = ("clean",)  # clean, flip, extra-sigma
     zero_channels: str = "none"  # auto, none, or a comma list of channels
     seed: int = 0  # row r's noise comes from (seed, r)
+    teacher_labels: str = "true"  # a conditional teacher is told each image's label, or class 0 ("fixed")
     batch_size: int = 256
     workers: int = 1  # threads decoding images
     rows_per_shard: int = 4096
@@ -95,6 +96,7 @@ def run_extract(
     meta = {
         **teacher.provenance(s.views),
         "batch_size": s.batch_size,
+        "teacher_labels": s.teacher_labels if spec.label_dim else "none (unconditional)",
         "precision": "bf16-autocast" if autocast else "fp32",
     }
     create_kw = dict(
@@ -126,6 +128,7 @@ def run_extract(
             shards=owned,
             autocast=autocast,
             workers=s.workers,
+            teacher_labels=s.teacher_labels,
             progress=update,
         )
     barrier(dist)  # every rank's shards are written before rank 0 reports

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from dra_pipeline import checkpoints
 from dra_pipeline.cache import FeatureStore
 from dra_pipeline.data import SourceSpec, open_source
-from dra_pipeline.data.batches import BatchLoader, BatchPlan
+from dra_pipeline.data.batches import BatchLoader, BatchPlan, target_views
 from dra_pipeline.data.indexed import IndexedImages
 from dra_pipeline.distributed import barrier, broadcast, setup, teardown
 from dra_pipeline.errors import DraError
@@ -35,8 +35,8 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
     """
     dist = setup(cfg.train.device)
     device = dist.device
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)
+    if device.type == "cuda":  # fp32 as DM-AT trains, with TF32 matmuls and convolutions (its PyTorch's default)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if cfg.train.batch_size % dist.world:
         raise DraError(
             f"train.batch_size {cfg.train.batch_size} is the global batch: it must divide evenly over "
@@ -82,9 +82,10 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
         plan,
         images,
         store=store if use_dra else None,
-        view=cfg.dra.view,
+        extra_sigma=cfg.dra.extra_sigma,
         padding=cfg.data.crop_padding,
         flip=cfg.data.flip,
+        rotation=cfg.data.rotation,
         crop_size=cfg.data.crop_size,
         rank=dist.rank,
         world=dist.world,
@@ -111,9 +112,7 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
     ).to(device)
     if channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
-    state = build_state(
-        cfg, model, store.layout.dim if use_dra else None, cfg.train.epochs * steps_per_epoch, model_info=model_info
-    )
+    state = build_state(cfg, model, store.layout.dim if use_dra else None, steps_per_epoch, model_info=model_info)
     if state.head is not None:
         state.head.to(device)
     run = RunDir(out)
@@ -132,11 +131,13 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
             )
         state.load_state_dict(saved)
         if dist.rank == 0:
+            run.reconcile_stats(saved.get("stats"))
+        if dist.rank == 0:
             echo(f"resuming {out} after epoch {state.epoch}")
     for module in (state.model, state.head) if state.head is not None else (state.model,):
         broadcast(dist, module.state_dict().values())  # every rank starts from rank 0's weights
     step_model = torch.compile(state.model) if cfg.train.compile else state.model
-    online = online_teacher(store, images, device) if cfg.dra.online_teacher else None
+    online = online_teacher(store, images, device, cfg.dra.extra_sigma) if cfg.dra.online_teacher else None
     val_images, val_labels = center_crop(real.read(val_rows), cfg.data.crop_size), real.labels[val_rows]
     val = (torch.from_numpy(val_images).permute(0, 3, 1, 2).float() / 255, torch.from_numpy(val_labels))
     total = (cfg.train.epochs - state.epoch) * steps_per_epoch
@@ -183,8 +184,9 @@ def center_crop(images, size: int):
     return images[:, top : top + size, left : left + size]
 
 
-def online_teacher(store, images, device):
-    """The comparison mode: a function (rows, flipped) -> targets (n, dim) computed by the store's teacher now.
+def online_teacher(store, images, device, extra_sigma: str = "add"):
+    """The comparison mode: a function (rows, flipped) -> targets (n, K, dim) computed by the store's teacher now,
+    the same views the cached targets would be read from.
 
     The teacher is rebuilt from the store's provenance and must have the same weights (checkpoint hash) and width.
     """
@@ -199,10 +201,13 @@ def online_teacher(store, images, device):
         raise DraError(
             f"the teacher gives {width}-d features but the store (and the DRA head) expect {store.layout.dim}"
         )
+    views = tuple(store.layout.views)
+    plain, mirrored = target_views(list(views), extra_sigma)
 
     def targets(rows: np.ndarray, flipped: np.ndarray) -> torch.Tensor:
         pixels, labels = images.read(rows)
-        feats = teacher(pixels, labels, rows, views=("clean", "flip"))  # (n, 2, dim) on the un-augmented image
-        return feats[torch.arange(len(rows)), torch.as_tensor(flipped.astype(np.int64))]
+        feats = teacher(pixels, labels, rows, views=views)  # (n, views, dim) of the un-augmented image
+        pick = torch.as_tensor(np.where(flipped[:, None], mirrored, plain))
+        return feats[torch.arange(len(rows))[:, None], pick]
 
     return targets

@@ -1,9 +1,11 @@
 """WideResNet as DM-AT builds it (after Gowal et al. 2020): pre-activation blocks, SiLU, BN momentum 0.01,
-asymmetric padding on strided convolutions, input normalisation inside. depth = 6 n + 4; widths 16, 16k, 32k, 64k.
+asymmetric padding on strided convolutions, input normalisation inside, convolutions initialised He-normal with
+fan_out and the linear bias at zero. depth = 6 n + 4; widths 16, 16k, 32k, 64k.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch.nn.functional as F
@@ -66,6 +68,14 @@ class WideResNet(Classifier):
         self.act = act()
         self.feature_dim = widths[3]
         self.head = nn.Linear(widths[3], num_classes)
+        for m in self.modules():  # DM-AT's initialisation (He normal with fan_out; the linear layer's bias only)
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
 
     def features(self, x: Tensor) -> Tensor:
         out = self.act(self.bn(self.blocks(self.init_conv(self.normalise(x)))))
