@@ -105,3 +105,19 @@ def test_batch_size_check_reports_a_model_that_refuses_a_batch_of_one():
 def test_flags_seen_during_the_evaluation_fail_the_flags_check():
     check = sanity(em.sensible(), 0.1, flags=["there are 3 points with zero gradient!"])["autoattack-flags"]
     assert not check.passed and "zero gradient" in check.detail
+
+
+def test_a_channels_last_wideresnet_passes_every_check():
+    """As `evaluate` loads it on the CPU (checkpoints.load_classifier): NHWC memory, whose input gradients a plain
+    .view cannot flatten."""
+    from dra_pipeline.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("wrn-16-4", dataset="cifar10", num_classes=10, in_channels=3).eval().requires_grad_(False)
+    model.to(memory_format=torch.channels_last)
+    x, y = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 10
+    config = SanityConfig(n=16, grid_steps=5, chance_steps=10, many_steps=20, square_queries=50, batch_sizes=(1, 16))
+    kw = dict(norm="Linf", eps=8 / 255, seed=0, device="cpu", batch_size=16, config=config, flags=())
+    checks = run_sanity(model, x, y, torch.arange(16), **kw)
+    failed = {c.name: c.detail for c in checks if not c.passed}
+    assert {c.name for c in checks} == CHECKS and failed == {}

@@ -244,5 +244,5 @@ def _autoattack_checks(c: _Context) -> list[Check]:
     xg = xb.clone().requires_grad_(True)
     with torch.enable_grad():
         (grad,) = torch.autograd.grad(F.cross_entropy(model(xg), yb, reduction="sum"), xg)
-    checks.check_zero_gradients(grad, logger=logger)
+    checks.check_zero_gradients(grad.contiguous(), logger=logger)  # its .view needs NCHW-contiguous memory
     return []
