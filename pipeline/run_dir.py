@@ -3,6 +3,8 @@
 runs/NAME/config.yaml       the resolved config, written before the first step
 runs/NAME/environment.json  versions, commit and machine (environment.py)
 runs/NAME/stats.jsonl       one line per epoch
+runs/NAME/metrics.csv       the same, as CSV;  runs/NAME/curves.png: losses, accuracies, learning rate by epoch
+runs/NAME/tensorboard/      TensorBoard scalars, when the tensorboard package is installed
 runs/NAME/last.pt           everything needed to resume at an epoch end (checkpoints.py owns the format)
 runs/NAME/best-ema.pt       EMA weights with the best validation robust accuracy so far
 """
@@ -18,6 +20,7 @@ import yaml
 from dra_pipeline import checkpoints
 from dra_pipeline.atomic import atomic_write_text
 from dra_pipeline.config import flatten
+from dra_pipeline.curves import tensorboard_writer, write_curves_png, write_metrics_csv
 from dra_pipeline.environment import environment
 from dra_pipeline.errors import DraError
 
@@ -25,6 +28,7 @@ from dra_pipeline.errors import DraError
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._tensorboard = None  # a SummaryWriter, False when tensorboard is not installed
 
     def start(self, config: dict, *, device: str | None = None) -> bool:
         """Create the run or check that the existing one was made with the same config; True if resuming."""
@@ -57,18 +61,32 @@ class RunDir:
         return checkpoints.load(self.path / name, device)
 
     def log(self, record: dict) -> None:
+        """Append the epoch's record to stats.jsonl, then redraw metrics.csv and curves.png from all records."""
         with open(self.path / "stats.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        records = self.records()
+        write_metrics_csv(records, self.path / "metrics.csv")
+        write_curves_png(records, self.path / "curves.png", title=str(self.path))
+        if self._tensorboard is None:
+            self._tensorboard = tensorboard_writer(self.path / "tensorboard") or False
+        if self._tensorboard:
+            for key, value in record.items():
+                if key != "epoch" and isinstance(value, int | float):
+                    self._tensorboard.add_scalar(key, value, record["epoch"])
+            self._tensorboard.flush()
+
+    def records(self) -> list[dict]:
+        """Every epoch's record in stats.jsonl, in order."""
+        path = self.path / "stats.jsonl"
+        text = path.read_text() if path.exists() else ""
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def reconcile_stats(self, record: dict | None) -> None:
         """Append the epoch record saved inside last.pt when stats.jsonl lacks it (a kill between the checkpoint and
         the log line): the checkpoint and its stats line are one unit."""
         if not record:
             return
-        path = self.path / "stats.jsonl"
-        lines = path.read_text().splitlines() if path.exists() else []
-        logged = {json.loads(line).get("epoch") for line in lines if line.strip()}
-        if record["epoch"] not in logged:
+        if record["epoch"] not in {r.get("epoch") for r in self.records()}:
             self.log(record)
 
     def _remove_stale_temp_files(self) -> None:

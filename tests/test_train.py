@@ -96,6 +96,29 @@ def test_baseline_run_writes_config_stats_and_checkpoints(tmp_path, fmnist):
     torch.load(run / "best-ema.pt", weights_only=True)
 
 
+def test_a_run_writes_metrics_csv_curves_png_and_tensorboard_scalars_every_epoch(tmp_path, fmnist):
+    import csv
+
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    assert CliRunner().invoke(main, train_args(fmnist, run, epochs=1)).exit_code == 0
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    expected = ["epoch", "loss", "align", "clean_acc", "adv_acc", "val_clean", "val_robust", "val_n", "lr", "momentum"]
+    assert list(rows[0])[: len(expected)] == expected and len(rows) == 1 and rows[0]["epoch"] == "1"
+    stats = json.loads((run / "stats.jsonl").read_text())
+    assert float(rows[0]["val_robust"]) == stats["val_robust"]
+    with Image.open(run / "curves.png") as image:
+        image.load()
+        assert image.size[0] > 600 and image.size[1] > 200
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    (scalar,) = events.Scalars("val_robust")
+    assert scalar.step == 1 and scalar.value == pytest.approx(stats["val_robust"])
+
+
 def test_dra_run_aligns_each_image_with_its_own_stored_row(tmp_path, fmnist, monkeypatch):
     """Every target the alignment loss receives is the store's feature of that batch's row, in the view matching
     the image's flip: random targets, another row's, or the wrong view all fail here."""
