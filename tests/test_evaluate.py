@@ -158,7 +158,7 @@ class Breaks:
     def __init__(self, name, rows):
         self.name, self.rows, self.given = name, set(rows), []
 
-    def __call__(self, x, y, rows):
+    def __call__(self, x, y, rows, note=None):
         self.given += rows.tolist()
         pred = y.clone()
         for i, r in enumerate(rows.tolist()):
@@ -234,7 +234,7 @@ def test_interrupted_evaluation_resumes_to_the_same_result(tmp_path):
     first = attacks()
     calls = []
 
-    def interrupt_second_batch(xb, yb, rows, run=first[1].run):
+    def interrupt_second_batch(xb, yb, rows, note=None, run=first[1].run):
         calls.append(len(rows))
         if len(calls) == 2:
             raise KeyboardInterrupt
@@ -251,7 +251,9 @@ def test_interrupted_evaluation_resumes_to_the_same_result(tmp_path):
 
     second, counted = attacks(), []
     second = [
-        Attack(a.name, a.settings, lambda xb, yb, r, run=a.run, n=a.name: counted.append(n) or run(xb, yb, r))
+        Attack(
+            a.name, a.settings, lambda xb, yb, r, note=None, run=a.run, n=a.name: counted.append(n) or run(xb, yb, r)
+        )
         for a in second
     ]
     resumed = worst_case(
@@ -320,3 +322,24 @@ def test_flags_of_an_interrupted_session_are_still_reported():
         state=state,
     )
     assert result.flags == ["it seems to be a randomized defense! (earlier session)"] and state.flags == result.flags
+
+
+@pytest.mark.parametrize(("attack", "starts"), [("apgd-t", "target class"), ("fab-t", "restart 0 - target_class")])
+def test_targeted_autoattack_components_report_each_target_class(attack, starts):
+    """Within one batch the component's own progress arrives as notes: one per target class it attacks."""
+    model, (x, y) = em.sensible(), em.synthetic(16)
+    steps = []
+    built = build_attack(attack, model, norm="Linf", eps=0.1, seed=0, device="cpu")
+    worst_case(model, x, y, torch.arange(16), [built], batch_size=16, device="cpu", progress=steps.append)
+    notes = [s.note for s in steps if s.note]
+    assert 1 <= len(notes) <= 9 and all(note.startswith(starts) for note in notes), notes
+    assert all(s.batches == 1 and s.robust <= s.n for s in steps)
+
+
+def test_progress_lines_name_the_attack_its_batch_and_the_robust_count(workdir):
+    result = invoke("--checkpoint", "runs/plain/best-ema.pt", "--attack", "apgd-ce,apgd-t", "--n", "12")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("  apgd-ce batch 1/1: starting, robust 16.67 % (2/12)") for line in lines), lines
+    assert any(line.startswith("  apgd-t batch 1/1: target class") for line in lines), lines
+    assert any(line.startswith("  apgd-t   robust") for line in lines), lines

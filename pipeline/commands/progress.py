@@ -20,7 +20,8 @@ def progress_bar(total: int, label: str, unit: str = "img") -> Iterator[Callable
 
 
 class AttackProgress:
-    """Per attack: a tqdm bar over its batches on a terminal, otherwise one line per batch; a line when it ends."""
+    """Per attack: a tqdm bar over its batches on a terminal (the attack's own progress as the bar's postfix),
+    otherwise one line when it starts, one per restart or target class and per batch, and one when it ends."""
 
     def __init__(self):
         self.bar = None
@@ -35,18 +36,18 @@ class AttackProgress:
     def __call__(self, step) -> None:
         from tqdm import tqdm
 
-        done = step.batches_done == step.batches
-        if self.tty and step.batches and (self.bar is None or self.bar.desc != step.attack):
-            if self.bar is not None:
-                self.bar.close()
-            self.bar = tqdm(total=step.batches, initial=step.batches_done, desc=step.attack, unit="batch", leave=False)
-        elif self.bar is not None:
-            self.bar.update(step.batches_done - self.bar.n)
         robust = f"robust {100 * step.robust / step.n:.2f} % ({step.robust}/{step.n})"
-        if not self.tty and not done:
-            click.echo(f"  {step.attack} batch {step.batches_done}/{step.batches}: {robust}, {step.seconds:.0f} s")
-        if done:
-            if self.bar is not None:
-                self.bar.close()
-                self.bar = None
+        where = f"{step.attack} batch {step.batches_done + 1}/{step.batches}"
+        if self.tty and step.batches and (self.bar is None or self.bar.desc != step.attack):
+            self.bar = self.bar and self.bar.close()
+            self.bar = tqdm(total=step.batches, initial=step.batches_done, desc=step.attack, unit="batch", leave=False)
+        if step.note:
+            self.bar.set_postfix_str(step.note) if self.bar is not None else click.echo(f"  {where}: {step.note}")
+            return
+        if self.bar is not None:
+            self.bar.update(step.batches_done - self.bar.n)
+        if step.batches_done < step.batches and not self.tty:
+            click.echo(f"  {where}: starting, {robust} so far, {step.seconds:.0f} s")
+        elif step.batches_done == step.batches:
+            self.bar = self.bar and self.bar.close()
             click.echo(f"  {step.attack:8s} {robust}, {step.seconds:.1f} s")

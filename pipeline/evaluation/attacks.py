@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import io
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -39,7 +41,7 @@ AUTOATTACK_LOGGER = "auto-attack"
 class Attack:
     name: str
     settings: dict  # what the report records: iterations, restarts, targets, queries, step size...
-    run: Callable[[Tensor, Tensor, Tensor], Tensor]  # (x (B,C,H,W) in [0,1], y (B,), rows (B,)) -> predictions (B,)
+    run: Callable[..., Tensor]  # (x (B,C,H,W) in [0,1], y (B,), rows (B,), note=callable) -> predictions (B,)
 
 
 def expand_attacks(names: str | Sequence[str]) -> list[str]:
@@ -147,11 +149,44 @@ def _autoattack_component(name, model, *, norm, eps, seed, device, n_iter, n_que
     else:
         settings |= {"n_queries": aa.square.n_queries, "p_init": aa.square.p_init, "n_restarts": aa.square.n_restarts}
 
-    def run(x: Tensor, y: Tensor, rows: Tensor) -> Tensor:
-        _, y_adv = aa.run_standard_evaluation(x, y, batch_size=len(x))
+    def run(x: Tensor, y: Tensor, rows: Tensor, note: Callable[[str], None] | None = None) -> Tensor:
+        if note is None:
+            _, y_adv = aa.run_standard_evaluation(x, y, batch_size=len(x))
+            return y_adv.cpu()
+        component = {"apgd-ce": aa.apgd, "apgd-t": aa.apgd_targeted, "fab-t": aa.fab, "square": aa.square}[name]
+        component.verbose = True  # its per-restart and per-target lines, turned into notes; nothing else changes
+        try:
+            with contextlib.redirect_stdout(_ComponentLines(note)):
+                _, y_adv = aa.run_standard_evaluation(x, y, batch_size=len(x))
+        finally:
+            component.verbose = False
         return y_adv.cpu()
 
     return Attack(name, settings, run)
+
+
+class _ComponentLines(io.TextIOBase):
+    """The lines an AutoAttack component prints in verbose mode, kept where they mark progress (a restart or a
+    target class done; Square every SQUARE_EVERY queries) and passed on as one-line notes."""
+
+    SQUARE_EVERY = 500  # queries between Square's notes
+
+    def __init__(self, note: Callable[[str], None]):
+        self.note, self.pending, self.stdout = note, "", sys.stdout  # notes may print: to the real stdout
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line.startswith(("restart", "target class")):
+                self._pass_on(line.replace("cum. time", "time").strip())
+            elif (m := re.match(r"(\d+) - success rate=(\d+/\d+)", line)) and int(m[1]) % self.SQUARE_EVERY == 0:
+                self._pass_on(f"query {m[1]}: broken {m[2]}")
+        return len(text)
+
+    def _pass_on(self, text: str) -> None:
+        with contextlib.redirect_stdout(self.stdout):
+            self.note(text)
 
 
 def _pgd(name, model, *, eps, steps, step, random_start, seed, device) -> Attack:
@@ -164,7 +199,7 @@ def _pgd(name, model, *, eps, steps, step, random_start, seed, device) -> Attack
         "random_start": start,
     }
 
-    def run(x: Tensor, y: Tensor, rows: Tensor) -> Tensor:
+    def run(x: Tensor, y: Tensor, rows: Tensor, note: Callable[[str], None] | None = None) -> Tensor:
         x, y = x.to(device), y.to(device)
         if random_start:
             noise = keyed_uniform(seed, rows, tuple(x.shape[1:])).to(device)

@@ -50,6 +50,7 @@ class Step:
     robust: int  # points robust so far, of n
     n: int
     seconds: float  # the attack's wall time so far
+    note: str = ""  # within a batch: the attack's own progress (a restart, a target class), else empty
 
 
 def predict(model: nn.Module, x: Tensor, *, batch_size: int, device: torch.device | str) -> Tensor:
@@ -103,7 +104,8 @@ def worst_case(
             idx = batches[b]
             t0 = time.perf_counter()
             index = torch.from_numpy(idx)
-            pred = attack.run(x[index], y[index], rows[index])
+            note = _batch_note(progress, attack.name, b, len(batches), robust, progress_.seconds) if progress else None
+            pred = attack.run(x[index], y[index], rows[index], note=note)
             broken = idx[(pred != y[index]).numpy()]
             robust[broken] = False
             progress_.broken += broken.tolist()
@@ -119,3 +121,25 @@ def worst_case(
         )
     state.save()
     return WorstCase(clean, robust, results, restored)
+
+
+def _batch_note(
+    progress: Callable[[Step], None], attack: str, batch: int, batches: int, robust: np.ndarray, seconds: float
+) -> Callable[[str], None]:
+    """note(text): a Step of batch `batch` carrying the attack's own progress line, with the time spent so far."""
+    started = time.perf_counter()
+
+    def note(text: str) -> None:
+        progress(
+            Step(
+                attack,
+                batch,
+                batches,
+                int(robust.sum()),
+                len(robust),
+                seconds + time.perf_counter() - started,
+                note=text,
+            )
+        )
+
+    return note
