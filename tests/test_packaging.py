@@ -37,6 +37,8 @@ def test_wheel_holds_every_module_and_data_file_of_the_tree(tmp_path):
     assert not any(n.startswith("tests/") for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert entry.startswith("dra_pipeline-")
+    licence = next(n for n in names if n.endswith("licenses/LICENSE"))  # the declared Apache-2.0 licence travels
+    assert licence.startswith("dra_pipeline-")
 
 
 def test_presets_ship_as_package_data():
