@@ -26,28 +26,15 @@ STUDENT_BATCH (64). A CPU rehearsal at toy size: DEVICE=cpu ROWS=64 BATCH=8 STEP
 EOF
 }
 
-OUT=${OUT:-} WHEELS=${WHEELS:-} WORK=${WORK:-}
-while [ $# -gt 0 ]; do
-  case $1 in
-    --out) OUT=${2:?--out needs a folder}; shift 2 ;;
-    --out=*) OUT=${1#*=}; shift ;;
-    --wheels) WHEELS=${2:?--wheels needs a folder}; shift 2 ;;
-    --wheels=*) WHEELS=${1#*=}; shift ;;
-    --work) WORK=${2:?--work needs a folder}; shift 2 ;;
-    --work=*) WORK=${1#*=}; shift ;;
-    -h | --help) usage; exit 0 ;;
-    *) echo "gpu_check.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
-  esac
-done
 repo=$(cd "$(dirname "$0")/.." && pwd)
-OUT=${OUT:-$repo/runs/gpu-check}
-WORK=${WORK:-${TMPDIR:-/tmp}/dra-gpu-check}
-mkdir -p "$OUT" "$WORK"
-OUT=$(cd "$OUT" && pwd)
-WORK=$(cd "$WORK" && pwd)
-if [ -n "$WHEELS" ]; then
-  WHEELS=$(cd "$WHEELS" && pwd)
+# shellcheck source=bench/host_args.sh
+source "$repo/bench/host_args.sh"
+parse_host_args "$@"
+if [ ${#HOST_ARGS[@]} -gt 0 ]; then
+  echo "gpu_check.sh: unknown argument: ${HOST_ARGS[0]}" >&2; usage >&2; exit 2
 fi
+OUT=${OUT:-$repo/runs/gpu-check} WORK=${WORK:-${TMPDIR:-/tmp}/dra-gpu-check}
+absolute_host_dirs || exit 1
 cd "$repo"
 
 exec > >(tee "$OUT/gpu_check.log") 2>&1

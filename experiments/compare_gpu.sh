@@ -30,35 +30,13 @@ seconds, leaving time to copy what is finished (rerunning resumes the rest).
 EOF
 }
 
-OUT=${OUT:-} WHEELS=${WHEELS:-} WORK=${WORK:-}
-args=()
-while [ $# -gt 0 ]; do
-  case $1 in
-    --out) OUT=${2:?--out needs a folder}; shift 2 ;;
-    --out=*) OUT=${1#*=}; shift ;;
-    --wheels) WHEELS=${2:?--wheels needs a folder}; shift 2 ;;
-    --wheels=*) WHEELS=${1#*=}; shift ;;
-    --work) WORK=${2:?--work needs a folder}; shift 2 ;;
-    --work=*) WORK=${1#*=}; shift ;;
-    --data-dir) DRA_DATA_DIR=${2:?--data-dir needs a folder}; shift 2 ;;
-    --data-dir=*) DRA_DATA_DIR=${1#*=}; shift ;;
-    -h | --help) usage; exit 0 ;;
-    *) args+=("$1"); shift ;;
-  esac
-done
 repo=$(cd "$(dirname "$0")/.." && pwd)
-OUT=${OUT:-$repo/runs/compare-gpu}
-WORK=${WORK:-${TMPDIR:-/tmp}/dra-compare}
-mkdir -p "$OUT/compare" "$WORK" || exit 1
-OUT=$(cd "$OUT" && pwd)
-WORK=$(cd "$WORK" && pwd)
-if [ -n "$WHEELS" ]; then
-  WHEELS=$(cd "$WHEELS" && pwd) || exit 1
-fi
-if [ -n "${DRA_DATA_DIR:-}" ]; then
-  DRA_DATA_DIR=$(cd "$DRA_DATA_DIR" && pwd) || exit 1
-  export DRA_DATA_DIR
-fi
+# shellcheck source=bench/host_args.sh
+source "$repo/bench/host_args.sh"
+parse_host_args "$@"
+OUT=${OUT:-$repo/runs/compare-gpu} WORK=${WORK:-${TMPDIR:-/tmp}/dra-compare}
+absolute_host_dirs || exit 1
+mkdir -p "$OUT/compare"
 cd "$repo" || exit 1
 
 # shellcheck source=bench/gpu_install.sh
@@ -76,5 +54,5 @@ collect() {
 }
 trap collect EXIT
 timeout "${LIMIT_S:-0}" python3 experiments/compare.py --device cuda --parallel "${PARALLEL:-10}" --root "$WORK/runs" \
-  --store "$WORK/store.zarr" --synthetic-file "$WORK/synthetic.npz" ${args[@]+"${args[@]}"} 2>&1 |
+  --store "$WORK/store.zarr" --synthetic-file "$WORK/synthetic.npz" ${HOST_ARGS[@]+"${HOST_ARGS[@]}"} 2>&1 |
   tee "$OUT/compare/compare.log"

@@ -23,30 +23,16 @@ KEEP_STATE=1 keeps the optimizer state (run/state.pt, needed only to resume the 
 EOF
 }
 
-OUT=${OUT:-} WHEELS=${WHEELS:-} DATA_DIR=${DATA_DIR:-}
-while [ $# -gt 0 ]; do
-  case $1 in
-    --out) OUT=${2:?--out needs a folder}; shift 2 ;;
-    --out=*) OUT=${1#*=}; shift ;;
-    --wheels) WHEELS=${2:?--wheels needs a folder}; shift 2 ;;
-    --wheels=*) WHEELS=${1#*=}; shift ;;
-    --data-dir) DATA_DIR=${2:?--data-dir needs a folder}; shift 2 ;;
-    --data-dir=*) DATA_DIR=${1#*=}; shift ;;
-    -h | --help) usage; exit 0 ;;
-    *) echo "fit_edm_fmnist_gpu.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
-  esac
-done
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/host_args.sh
+source "$repo/bench/host_args.sh"
+DRA_DATA_DIR=${DATA_DIR:-${DRA_DATA_DIR:-}}
+parse_host_args "$@"
+if [ ${#HOST_ARGS[@]} -gt 0 ]; then
+  echo "fit_edm_fmnist_gpu.sh: unknown argument: ${HOST_ARGS[0]}" >&2; usage >&2; exit 2
+fi
 OUT=${OUT:-$repo/runs/edm-fmnist-fit}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-if [ -n "$WHEELS" ]; then
-  WHEELS=$(cd "$WHEELS" && pwd)
-fi
-data_args=()
-if [ -n "$DATA_DIR" ]; then
-  data_args=(--data-dir "$(cd "$DATA_DIR" && pwd)")
-fi
+absolute_host_dirs || exit 1
 cd "$repo"
 
 SITE=${SITE:-${TMPDIR:-/tmp}/dra-pipeline-site}
@@ -58,7 +44,7 @@ fi
 export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__)"
-python3 -m dra_pipeline teacher fit --data fashion-mnist ${data_args[@]+"${data_args[@]}"} --out "$OUT/run" \
+python3 -m dra_pipeline teacher fit --data fashion-mnist --out "$OUT/run" \
   --net small --steps 100000 --batch-size 512 --lr 1e-3 --seed 0 --device cuda --max-minutes "${MAX_MINUTES:-7.5}"
 if [ "${KEEP_STATE:-0}" != 1 ]; then
   rm -f "$OUT/run/state.pt"  # optimizer state: large, and not needed to use the teacher
