@@ -34,7 +34,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "small-cnn"  # see pipeline/models
-    checkpoint: str = ""  # local weights for timm students ("" = from scratch)
+    checkpoint: str = ""  # timm students: a weights file, or timm:ARCH.TAG for timm's pretrained weights ("" = scratch)
 
 
 @dataclass(frozen=True)
