@@ -31,10 +31,13 @@ TINY_DDPMPP = SongUNetConfig(model_channels=16, channel_mult=(1, 2, 2), label_di
 
 def cifar10_tarball(path: Path, n_train: int = 100, n_test: int = 20, *, extra=()) -> Path:
     """cifar-10-python.tar.gz as published: one `cifar-10-batches-py/` folder (data_batch_1..5, test_batch,
-    batches.meta, readme.html). `extra` adds (TarInfo, bytes) members, e.g. unsafe ones."""
+    batches.meta, readme.html). `extra` adds (TarInfo, bytes) members, e.g. unsafe ones.
+
+    Training images have classes 1-9, test images class 0: a model trained on them for a few steps gets (nearly)
+    every test image wrong, so AutoAttack, which attacks only correctly classified points, finishes at once."""
     src = path.parent / f".{path.name}.src"
-    images, labels = fixtures.random_images(n_train, 32, 32, 3, seed=11), np.arange(n_train) % 10
-    tests = fixtures.random_images(n_test, 32, 32, 3, seed=12), np.arange(n_test) % 10
+    images, labels = fixtures.random_images(n_train, 32, 32, 3, seed=11), 1 + np.arange(n_train) % 9
+    tests = fixtures.random_images(n_test, 32, 32, 3, seed=12), np.zeros(n_test, dtype=np.int64)
     fixtures.write_cifar10(src / "cifar-10-batches-py", images, labels, *tests)
     (src / "cifar-10-batches-py" / "readme.html").write_text("<html>CIFAR-10</html>\n")
     with tarfile.open(path, "w:gz") as tar:
