@@ -127,6 +127,13 @@ def test_an_archive_member_escaping_the_folder_is_refused(server, work, cifar10,
     assert not (work / "data" / "cifar-10-batches-py").exists()
 
 
+def test_an_incomplete_dataset_folder_is_kept_and_named(server, work):
+    (work / "data" / "cifar-10-batches-py").mkdir(parents=True)  # e.g. a half-deleted folder: the user's files
+    with pytest.raises(DraError, match="cifar-10-batches-py holds no data_batch_1; delete the folder to download"):
+        open_source("cifar10")
+    assert server.requests == []
+
+
 def test_fashion_mnist_is_never_downloaded(server, work, monkeypatch):
     absent = dataclasses.replace(NAMED["fashion-mnist"], default_dir=work / "absent")  # as if the package were not in
     monkeypatch.setitem(NAMED, "fashion-mnist", absent)

@@ -92,8 +92,8 @@ def locate_named(kind: str, split: str, data_dir: str | os.PathLike | None = Non
         folder = fetch_archive(ds.remote, download_root(kind, data_dir), expect=ds.folder)
     except FetchError as e:
         raise DataError(f"{missing}; {e}") from None
-    if not (folder / probe).is_file():
-        raise DataError(f"{ds.remote.url} unpacked to {folder} but holds no {probe}")
+    if not (folder / probe).is_file():  # an existing folder is kept as it is, even an incomplete one
+        raise DataError(f"{folder} holds no {probe}; delete the folder to download {ds.remote.url} again")
     return folder.resolve()
 
 
