@@ -34,7 +34,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "small-cnn"  # see pipeline/models
-    checkpoint: str = ""  # local weights for timm students ("" = from scratch)
+    checkpoint: str = ""  # timm students: a weights file, or timm:ARCH.TAG for timm's pretrained weights ("" = scratch)
 
 
 @dataclass(frozen=True)
@@ -188,14 +188,18 @@ def load_config(preset: str | None, sets: tuple[str, ...] = ()) -> Config:
     return apply_overrides(cfg, parse_sets(sets))
 
 
+def preset_names() -> list[str]:
+    """The presets in configs/, sorted by name."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
 def _preset_overrides(preset: str, seen: tuple[str, ...] = ()) -> dict[str, object]:
     """A preset's overrides, after those of the preset it names in `base:` (if any)."""
     import yaml
 
     path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESETS_DIR / f"{preset}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-        raise DraError(f"config {preset!r} not found ({path}); presets: {', '.join(known)}")
+        raise DraError(f"config {preset!r} not found ({path}); presets: {', '.join(preset_names())}")
     if str(path) in seen:
         raise DraError(f"config {path} includes itself through `base:`")
     raw = yaml.safe_load(path.read_text()) or {}

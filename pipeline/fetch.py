@@ -11,6 +11,10 @@ Environment:
                 http://127.0.0.1:8123: every download from https://host/a/b.tar.gz then reads
                 http://127.0.0.1:8123/a/b.tar.gz (a mirror given with a path, http://m/dra, reads http://m/dra/a/b.tar.gz)
   TQDM_DISABLE  any non-empty value hides the progress bar (as it does for tqdm itself)
+
+Files in Hugging Face repos (diffusers, LightningDiT and timm weights) go through huggingface_hub's own cache and
+download (`hub_file`): HF_HOME / HF_HUB_CACHE choose the cache, and HF_HUB_OFFLINE=1 (or DRA_OFFLINE=1) reads the
+cache only, both read when the file is asked for.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ RETRIES = 3  # further attempts after a connection drops mid-body, each resuming
 RETRY_WAIT_S = 1.0  # pause before retry k is k times this, to let a briefly overloaded server recover
 CHUNK_BYTES = 1 << 16  # read size; the progress bar advances once per chunk
 EDM_URL = "https://nvlabs-fi-cdn.nvidia.com/edm/pretrained"
+HF_URL = "https://huggingface.co"  # the hub's default endpoint ($HF_ENDPOINT replaces it, as in huggingface_hub)
 _USER_AGENT = f"dra-pipeline/{__version__}"  # some CDNs reject urllib's default agent
 _TRUE = {"1", "true", "yes"}
 
@@ -309,3 +314,79 @@ def fetch_archive(remote: Remote, into: str | os.PathLike, *, expect: str, quiet
     unpack_tar(archive, into, expect=expect)
     archive.unlink()
     return final
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Hugging Face hub files
+
+
+def _flag(name: str) -> str | None:
+    """`NAME=value` when the environment variable `name` is 1, true or yes (any case), else None."""
+    value = os.environ.get(name, "")
+    return f"{name}={value}" if value.strip().lower() in _TRUE else None
+
+
+def hub_cache() -> Path:
+    """The Hugging Face hub cache as the environment names it now: $HF_HUB_CACHE, else $HF_HOME/hub, else
+    huggingface_hub's default (~/.cache/huggingface/hub)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def hub_url(repo_id: str, filename: str) -> str:
+    """Where the hub serves `filename` of the model repo `repo_id` (main branch)."""
+    endpoint = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or HF_URL
+    return f"{endpoint}/{repo_id}/resolve/main/{filename}"
+
+
+def hub_file(repo_id: str, *filenames: str, instead: str = "") -> Path:
+    """The first of `filenames` that the Hugging Face model repo `repo_id` holds, as a path in the hub cache.
+
+    huggingface_hub downloads it into its cache when absent (with its own progress bar, resume and checks).
+    Offline ($DRA_OFFLINE or $HF_HUB_OFFLINE is 1, true or yes) only the cache is read, and a file missing there is
+    an error naming its URL, the cache, and `instead` (what else the user can do, e.g. "pass --checkpoint DIR").
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    if not filenames:
+        raise ValueError("hub_file needs at least one file name")
+    flags = [flag for flag in (_flag("DRA_OFFLINE"), _flag("HF_HUB_OFFLINE")) if flag]
+    why = " and ".join(flags) or None
+    cache = hub_cache()
+    wanted = hub_url(repo_id, filenames[0]) + "".join(f" (or {name})" for name in filenames[1:])
+    unreachable = None
+    for name in filenames:
+        try:
+            return Path(hf_hub_download(repo_id, name, cache_dir=cache, local_files_only=why is not None))
+        except RepositoryNotFoundError:
+            raise FetchError(
+                f"{repo_id}: no such Hugging Face repo, or a gated or private one (log in with `hf auth login`)"
+                + (f"; {instead}" if instead else "")
+            ) from None
+        except LocalEntryNotFoundError as e:  # offline, or online but the hub could not be reached
+            unreachable = e
+        except EntryNotFoundError:  # the hub answered: the repo has no such file
+            pass
+        except HfHubHTTPError as e:
+            raise FetchError(f"{hub_url(repo_id, name)}: {str(e).splitlines()[0]}") from None
+    if why is not None:
+        names = " and ".join(flag.split("=")[0] for flag in flags)
+        raise FetchError(
+            f"{why}: cannot download {wanted} ; it is not in the Hugging Face cache {cache}; unset {names} to "
+            "download it" + (f", {instead}" if instead else "")
+        )
+    if unreachable is not None:
+        reason = str(unreachable).splitlines()[0] if str(unreachable) else type(unreachable).__name__
+        raise FetchError(f"cannot download {wanted} and it is not in the Hugging Face cache {cache} ({reason})")
+    raise FetchError(f"{repo_id} has no {' or '.join(filenames)} ({hub_url(repo_id, filenames[0])})")

@@ -31,10 +31,16 @@ def file_md5(path: str | os.PathLike) -> str:
 
 def folder_sha256(root: Path, files: list[Path]) -> str:
     """sha256 over `files` sorted by path relative to `root`, each as its relative path, a NUL, then its bytes."""
+    return named_files_sha256({path.relative_to(root).as_posix(): path for path in files})
+
+
+def named_files_sha256(files: dict[str, Path]) -> str:
+    """folder_sha256 of files given by the relative name each would have in one folder (files kept apart, such as
+    those of two Hugging Face repos, hash as they would side by side)."""
     h = hashlib.sha256()
-    for path in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0")
-        with open(path, "rb") as f:
+    for name in sorted(files):
+        h.update(name.encode() + b"\0")
+        with open(files[name], "rb") as f:
             while chunk := f.read(CHUNK_BYTES):
                 h.update(chunk)
     return h.hexdigest()

@@ -33,6 +33,18 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch, tmp_path_factory):
+    """Every test runs offline, with empty caches: a dataset or weights file it does not provide is an error, never a
+    download or a file of the machine's own caches. The `server` fixture lifts DRA_OFFLINE for its local server;
+    hub tests lay out their own cache."""
+    empty = tmp_path_factory.getbasetemp() / "empty-caches"
+    monkeypatch.setenv("DRA_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("DRA_HOME", str(empty / "dra"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(empty / "hf"))
+
+
 @pytest.fixture
 def server(monkeypatch):
     """A FileServer that every fetch URL is mirrored to; retries do not pause, no proxy is used, no other host

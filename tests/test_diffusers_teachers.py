@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from dra_pipeline.errors import DraError
-from dra_pipeline.teachers import create_teacher
+from dra_pipeline.teachers import create_teacher, teacher_from_provenance
 from dra_pipeline.teachers.diffusers_teachers import nearest_timestep, vp_sigma
+from tests import hub_cache
 from tests.fixtures import random_images
 
 VIEWS = ("clean", "flip", "extra-sigma")
@@ -172,11 +173,61 @@ def test_dit_shape_labels_and_timestep(dit):
 def test_missing_checkpoint_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(DraError, match=f"checkpoint folder {tmp_path / 'nope'} not found.*README, 'Teachers'"):
         create_teacher("ddpm-cifar10", checkpoint=tmp_path / "nope")
-    monkeypatch.chdir(tmp_path)  # the default path is relative to the working directory
-    with pytest.raises(DraError, match="checkpoint folder checkpoints/DiT-XL-2-256 not found"):
-        create_teacher("dit-xl-2-256")
     with pytest.raises(DraError, match=r"no transformer/config\.json"):
         create_teacher("dit-xl-2-256", checkpoint=tmp_path)
+
+
+# ---- the hub path: a repo id (the default) read from a hub cache laid out here, offline ------------------------------
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty hub cache in HF_HUB_CACHE, HF_HUB_OFFLINE=1 and DRA_OFFLINE unset (the hub switch alone)."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("DRA_OFFLINE", raising=False)
+    return tmp_path / "hf"
+
+
+def test_ddpm_hub_id_loads_from_the_hub_cache_and_hashes_the_files_read(ddpm, ddpm_dir, hub, tmp_path):
+    # google/ddpm-cifar10-32 as the hub serves it: config.json, weights and scheduler_config.json at the root, a
+    # .bin beside the .safetensors (diffusers prefers the latter), and files no teacher reads
+    flat = {
+        "config.json": ddpm_dir / "unet/config.json",
+        "diffusion_pytorch_model.safetensors": ddpm_dir / "unet/diffusion_pytorch_model.safetensors",
+        "scheduler_config.json": ddpm_dir / "scheduler/scheduler_config.json",
+    }
+    hub_cache.add_repo(hub, "google/ddpm-cifar10-32", {**flat, "diffusion_pytorch_model.bin": b"not read", "x.md": b""})
+    (tmp_path / "local").mkdir()
+    for name, path in flat.items():  # the same three files in a plain folder
+        shutil.copy(path, tmp_path / "local" / name)
+    by_default = create_teacher("ddpm-cifar10")
+    by_id = create_teacher("ddpm-cifar10", checkpoint="google/ddpm-cifar10-32")
+    by_folder = create_teacher("ddpm-cifar10", checkpoint=tmp_path / "local")
+    assert by_default.checkpoint_path == by_id.checkpoint_path == "google/ddpm-cifar10-32"
+    assert by_default.checkpoint_sha256 == by_id.checkpoint_sha256 == by_folder.checkpoint_sha256
+    batch = cifar_batch(2)
+    torch.testing.assert_close(by_default(*batch), ddpm(*batch), atol=0, rtol=0)
+    # a store's provenance names the hub id; rebuilding it reads the cache again and checks the hash
+    rebuilt = teacher_from_provenance(by_default.provenance(("clean",)))
+    assert rebuilt.checkpoint_sha256 == by_default.checkpoint_sha256
+
+
+def test_dit_hub_id_loads_its_three_components_from_the_hub_cache(dit, dit_dir, hub):
+    hub_cache.add_repo(hub, "facebook/DiT-XL-2-256", hub_cache.folder_files(dit_dir))
+    from_hub = create_teacher("dit-xl-2-256", layer="transformer_blocks.1")
+    assert from_hub.checkpoint_path == "facebook/DiT-XL-2-256"
+    assert from_hub.checkpoint_sha256 == dit.checkpoint_sha256  # the repo layout hashes like the local folder
+    images, labels, rows = random_images(2, 64, 64, 3, seed=3), np.array([1, 2]), np.arange(2)
+    torch.testing.assert_close(from_hub(images, labels, rows), dit(images, labels, rows), atol=0, rtol=0)
+
+
+def test_hub_file_missing_offline_is_one_line_naming_url_and_cache(hub):
+    with pytest.raises(DraError) as e:
+        create_teacher("ddpm-cifar10")
+    message = str(e.value)
+    assert message.startswith("HF_HUB_OFFLINE=1: cannot download ")
+    assert "https://huggingface.co/google/ddpm-cifar10-32/resolve/main/unet/config.json (or config.json)" in message
+    assert f"not in the Hugging Face cache {hub};" in message and "pass it as --checkpoint" in message
+    assert "\n" not in message
 
 
 def test_bad_noise_and_layer(ddpm_dir):

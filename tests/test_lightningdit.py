@@ -19,17 +19,22 @@ from dra_pipeline.errors import DraError
 from dra_pipeline.teachers import create_teacher
 from dra_pipeline.teachers.lightningdit import (
     DIT_FILES,
+    DIT_REPO,
     LIGHTNINGDIT_XL,
     STATS_FILE,
     VAE_FILE,
+    VAE_REPO,
     XL_1,
     LightningDiT,
     LightningDiTTeacher,
     RotaryEmbedding2D,
+    release_files,
     sincos_2d,
 )
 from dra_pipeline.teachers.vavae import F16D32, VAEEncoder
-from tests import fixtures
+from tests import fixtures, hub_cache
+
+DIT_URL = f"https://huggingface.co/{DIT_REPO}/resolve/main/{DIT_FILES[0]}"
 
 VIEWS = ("clean", "flip", "extra-sigma")
 
@@ -142,9 +147,25 @@ def test_missing_release_files_are_named(tiny, tmp_path, monkeypatch):
     with pytest.raises(DraError, match=f"lacks {STATS_FILE}: the latent mean and std") as err:
         create_teacher("lightningdit-tiny", checkpoint=tmp_path / "rel")
     assert VAE_FILE not in str(err.value)
-    monkeypatch.chdir(tmp_path)  # the default path is relative to the working directory
-    with pytest.raises(DraError, match="checkpoint checkpoints/lightningdit-xl not found.*or pass --checkpoint"):
-        create_teacher("lightningdit-xl")
+    with pytest.raises(DraError, match=f"checkpoint {tmp_path / 'nope'} not found.*{VAE_FILE}"):
+        create_teacher("lightningdit-xl", checkpoint=tmp_path / "nope")
+
+
+def test_release_files_default_to_the_hub_repos_through_the_hub_cache(tiny, tmp_path, monkeypatch):
+    """Without --checkpoint the three files come from hustvl's two repos (the statistics sit with the VA-VAE), read
+    offline from a hub cache laid out here; the hash equals that of the same files in one local folder."""
+    save_release(tiny, tmp_path / "rel")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("DRA_OFFLINE")
+    with pytest.raises(DraError, match=f"cannot download {DIT_URL} ; .*--checkpoint"):
+        release_files(LIGHTNINGDIT_XL, None)
+    hub_cache.add_repo(tmp_path / "hf", DIT_REPO, {DIT_FILES[0]: tmp_path / "rel" / DIT_FILES[0]})
+    vae = hub_cache.add_repo(tmp_path / "hf", VAE_REPO, {n: tmp_path / "rel" / n for n in (VAE_FILE, STATS_FILE)})
+    files = release_files(LIGHTNINGDIT_XL, None)
+    assert (files.vae, files.stats) == (vae / VAE_FILE, vae / STATS_FILE) and files.dit.name == DIT_FILES[0]
+    assert files.sha256() == release_files(LIGHTNINGDIT_XL, tmp_path / "rel").sha256()
+    assert LIGHTNINGDIT_XL.checkpoint == DIT_REPO
 
 
 def test_bad_latent_stats_and_pickled_objects_are_refused(tiny, tmp_path):

@@ -15,7 +15,7 @@ def _views(_ctx, _param, text: str) -> tuple[str, ...]:
 
 @click.command("extract")
 @click.option("--teacher", required=True, help="Registered teacher (see `teacher list`).")
-@click.option("--checkpoint", type=click.Path(path_type=Path), help="Teacher weights (default: the spec's).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="Teacher weights: file, folder or hub repo id.")
 @click.option("--data", help="Real image source (default: the teacher's training set, train split).")
 @click.option("--synthetic", multiple=True, help="DM-AT synthetic .npz files appended after the real rows.")
 @DATA_DIR

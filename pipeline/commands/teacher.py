@@ -23,7 +23,7 @@ teacher.add_command(massive_channels)
 
 @teacher.command("list")
 def teacher_list():
-    """Registered teachers with their defaults (layer, noise level, feature width, checkpoint path)."""
+    """Registered teachers with their defaults (layer, noise level, feature width, weights: path, URL or hub repo)."""
     from dra_pipeline.teachers import list_teachers
 
     click.echo(f"{'name':<20} {'data':<14} {'res':>4} {'layer':<22} {'noise':>10} {'dim':>5}  checkpoint")

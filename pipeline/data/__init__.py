@@ -2,7 +2,8 @@
 
 A source is written as text on the command line and stored as a `SourceSpec` in a feature store:
   fashion-mnist[:train|:test]   cifar10[:split]   cifar100[:split]    named datasets, found via --data-dir,
-                                                                       $DRA_DATA_DIR or their default folder
+                                                                       $DRA_DATA_DIR or their default folder;
+                                                                       CIFAR is downloaded there when absent
   PATH.npz  PATH.h5  DIR/                                              DM-AT npz, HDF5, image folder
   KIND:PATH                                                            explicit kind (npz, hdf5, folder)
   ...?key=value&key=value                                              options, e.g. file.h5?images=x&labels=y
@@ -21,7 +22,8 @@ from dra_pipeline.data.folder import ImageFolder
 from dra_pipeline.data.hdf5 import Hdf5Images
 from dra_pipeline.data.idx import FashionMNIST
 from dra_pipeline.data.npz import NpzImages
-from dra_pipeline.errors import DataError
+from dra_pipeline.errors import DataError, FetchError
+from dra_pipeline.fetch import CIFAR10, CIFAR100, Remote, fetch_archive
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class NamedDataset:
     default_dir: Path  # where it is looked for last
     probes: dict[str, str]  # split -> a file that must exist there (a .gz variant also counts)
     hint: str  # how to get the files, for the error message
+    remote: Remote | None = None  # the official archive holding `folder`, downloaded when the files are absent
 
 
 NAMED: dict[str, NamedDataset] = {
@@ -47,6 +50,7 @@ NAMED: dict[str, NamedDataset] = {
         Path("data/cifar-10-batches-py"),
         {"train": "data_batch_1", "test": "test_batch"},
         "unpack the official cifar-10-python.tar.gz into data/",
+        CIFAR10,
     ),
     "cifar100": NamedDataset(
         Cifar100,
@@ -54,6 +58,7 @@ NAMED: dict[str, NamedDataset] = {
         Path("data/cifar-100-python"),
         {"train": "train", "test": "test"},
         "unpack the official cifar-100-python.tar.gz into data/",
+        CIFAR100,
     ),
 }
 BY_PATH: dict[str, type[ImageSource]] = {"npz": NpzImages, "hdf5": Hdf5Images, "folder": ImageFolder}
@@ -64,7 +69,9 @@ SPLITS = ("train", "test")
 def locate_named(kind: str, split: str, data_dir: str | os.PathLike | None = None) -> Path:
     """The folder holding a named dataset's split: --data-dir, then $DRA_DATA_DIR, then its default folder.
 
-    Each of the first two may be the dataset folder itself or a root holding it under its conventional name.
+    Each of the first two may be the dataset folder itself or a root holding it under its conventional name. A
+    dataset with an official archive (CIFAR) that is in none of them is downloaded into the data folder (see
+    `download_root`), verified and unpacked there.
     """
     ds = NAMED[kind]
     if split not in ds.probes:
@@ -78,10 +85,24 @@ def locate_named(kind: str, split: str, data_dir: str | os.PathLike | None = Non
     for d in candidates:
         if (d / probe).is_file() or (d / (probe + ".gz")).is_file():
             return d.resolve()
-    raise DataError(
-        f"{kind} {split}: {probe} not found in {', '.join(str(c) for c in candidates)}; "
-        f"{ds.hint}, or pass --data-dir / set DRA_DATA_DIR"
-    )
+    missing = f"{kind} {split}: {probe} not found in {', '.join(str(c) for c in candidates)}"
+    if ds.remote is None:
+        raise DataError(f"{missing}; {ds.hint}, or pass --data-dir / set DRA_DATA_DIR")
+    try:
+        folder = fetch_archive(ds.remote, download_root(kind, data_dir), expect=ds.folder)
+    except FetchError as e:
+        raise DataError(f"{missing}; {e}") from None
+    if not (folder / probe).is_file():  # an existing folder is kept as it is, even an incomplete one
+        raise DataError(f"{folder} holds no {probe}; delete the folder to download {ds.remote.url} again")
+    return folder.resolve()
+
+
+def download_root(kind: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """The data folder a named dataset is downloaded into: --data-dir, else $DRA_DATA_DIR, else the parent of its
+    default folder (data/). A data folder that is the dataset's own folder by name means its parent."""
+    ds = NAMED[kind]
+    base = Path(data_dir or os.environ.get("DRA_DATA_DIR") or ds.default_dir.parent)
+    return base.parent if base.name == ds.folder else base
 
 
 def parse_source(text: str, *, data_dir: str | os.PathLike | None = None) -> SourceSpec:
@@ -119,4 +140,13 @@ def open_source(spec: SourceSpec | str, *, data_dir: str | os.PathLike | None = 
     return BY_PATH[spec.kind](spec)
 
 
-__all__ = ["ImageSource", "SourceSpec", "open_source", "parse_source", "locate_named", "NAMED", "SPLITS"]
+__all__ = [
+    "ImageSource",
+    "SourceSpec",
+    "open_source",
+    "parse_source",
+    "locate_named",
+    "download_root",
+    "NAMED",
+    "SPLITS",
+]

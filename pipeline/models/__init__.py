@@ -81,7 +81,7 @@ def create_model(
     if checkpoint is not None:
         if name not in ACCEPTS_CHECKPOINT:
             raise DraError(f"{name} trains from scratch; --checkpoint is for {', '.join(sorted(ACCEPTS_CHECKPOINT))}")
-        kw["checkpoint"] = Path(checkpoint)
+        kw["checkpoint"] = checkpoint  # a weights file, or timm:NAME for timm's pretrained weights
     return MODELS[name](**kw)
 
 

@@ -1,4 +1,5 @@
-"""timm students: ViT-B/2 for 32 x 32 inputs, ConvNeXt-B and ViT-B/16 (optionally from a local checkpoint file)."""
+"""timm students: ViT-B/2 for 32 x 32 inputs, ConvNeXt-B and ViT-B/16, from scratch, from a local checkpoint file, or
+with timm's pretrained weights by name (`timm:convnext_base.fb_in1k`, fetched from the hub into its cache)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from dra_pipeline.errors import DraError
+from dra_pipeline.fetch import hub_file
 from dra_pipeline.models.base import Classifier
+
+PRETRAINED = "timm:"  # a checkpoint naming timm's pretrained weights: timm:ARCH[.TAG]
 
 
 class TimmClassifier(Classifier):
@@ -24,12 +28,19 @@ class TimmClassifier(Classifier):
         return self.backbone.forward_head(self.backbone.forward_features(self.normalise(x)), pre_logits=True)
 
 
-def build_timm(name: str, *, num_classes: int, in_channels: int, checkpoint: Path | None = None, **kw) -> nn.Module:
-    """timm.create_model without downloads; weights (backbone only, head re-initialised) from a local file."""
+def build_timm(
+    name: str, *, num_classes: int, in_channels: int, checkpoint: str | Path | None = None, **kw
+) -> nn.Module:
+    """timm.create_model; weights (backbone only, head re-initialised) from a local file, or `timm:ARCH[.TAG]` for
+    timm's own pretrained weights of that name (see `pretrained_timm`)."""
     import timm
 
+    if checkpoint is not None and str(checkpoint).startswith(PRETRAINED):
+        tagged = str(checkpoint).removeprefix(PRETRAINED)
+        return pretrained_timm(name, tagged, num_classes=num_classes, in_channels=in_channels, **kw)
     model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **kw)
     if checkpoint is not None:
+        checkpoint = Path(checkpoint)
         if not Path(checkpoint).is_file():
             raise DraError(f"{name}: checkpoint {checkpoint} not found")
         state = _to_timm_layout(model, _read_state(Path(checkpoint)))
@@ -52,6 +63,31 @@ def build_timm(name: str, *, num_classes: int, in_channels: int, checkpoint: Pat
             )
         model.load_state_dict(state, strict=False)
     return model
+
+
+def pretrained_timm(arch: str, tagged: str, *, num_classes: int, in_channels: int, **kw) -> nn.Module:
+    """timm's pretrained model `tagged` (ARCH or ARCH.TAG, ARCH the student's timm architecture) built with
+    `pretrained=True`: its weight file comes from its Hugging Face repo through the hub cache (huggingface_hub
+    downloads it, or reads only the cache when offline), then timm's own loader adapts it (new head, channels,
+    patch and position embeddings resized)."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    known = timm.list_pretrained(f"{arch}.*")
+    cfg = get_pretrained_cfg(tagged) if tagged.partition(".")[0] == arch else None
+    if cfg is None or not cfg.hf_hub_id:
+        choose = f"choose from {', '.join(known)}" if known else "timm publishes none for it"
+        raise DraError(f"timm:{tagged}: not pretrained weights of {arch} on the hub; {choose}")
+    files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else ("model.safetensors", "pytorch_model.bin")
+    path = hub_file(cfg.hf_hub_id, *files, instead="or pass the weights file as model.checkpoint")
+    return timm.create_model(
+        tagged,
+        pretrained=True,
+        pretrained_cfg_overlay={"file": str(path)},
+        num_classes=num_classes,
+        in_chans=in_channels,
+        **kw,
+    )
 
 
 def _to_timm_layout(model: nn.Module, state: dict) -> dict:

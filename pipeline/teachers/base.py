@@ -45,7 +45,8 @@ class TeacherSpec:
     noise: float  # default noise level: sigma (noise_kind "sigma") or DDPM timestep (noise_kind "t")
     noise_kind: Literal["sigma", "t"]
     dim: int  # pooled feature width at the default layer
-    checkpoint: str  # default checkpoint path ("" when the package ships the weights or none are needed)
+    checkpoint: str  # default weights: a path, a URL fetched into $DRA_HOME/checkpoints or a Hugging Face repo id
+    # ("" when the package ships the weights or none are needed)
     description: str
 
 
@@ -64,7 +65,7 @@ class Teacher(nn.Module):
         self.seed = int(seed)
         self.zero_channels: tuple[int, ...] = ()
         self.checkpoint_sha256 = ""
-        self.checkpoint_path = ""  # as given to create_teacher ("" for packaged or random weights)
+        self.checkpoint_path = ""  # as given to create_teacher, else the spec's default ("" for packaged/random)
         self._captured: Tensor | None = None
 
     # ---- what a family provides -----------------------------------------------------------------------------

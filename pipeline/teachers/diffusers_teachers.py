@@ -4,22 +4,27 @@ Both are DDPM-timestep models: the noise level is an integer t in [0, T) and the
 x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps. The base class thinks in EDM sigmas (the `extra-sigma` view draws one
 per row), so `TimestepTeacher` converts: sigma_t = sqrt((1 - abar_t) / abar_t) and a sigma maps to the nearest t.
 
-Checkpoints are local folders in the layout of the public Hugging Face repos (`google/ddpm-cifar10-32`,
-`facebook/DiT-XL-2-256`); diffusers is imported only when a teacher is built.
+Checkpoints are Hugging Face repo ids (default `google/ddpm-cifar10-32`, `facebook/DiT-XL-2-256`), whose files are
+fetched into the hub cache by huggingface_hub, or local folders in the same layout; either way diffusers'
+`from_pretrained` loads exactly the files that are hashed into the provenance. diffusers is imported only when a
+teacher is built.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from torch import Tensor, nn
 
 from dra_pipeline.errors import DraError
+from dra_pipeline.fetch import hub_file
 from dra_pipeline.hashing import folder_sha256
 from dra_pipeline.teachers.base import Teacher, TeacherSpec
 from dra_pipeline.teachers.registry import register_teacher
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")  # diffusers' preference order
+REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # a Hugging Face repo id: owner/name
 
 
 # ---- DDPM forward process (Ho et al. 2020, eq. 4) and its EDM sigma (Karras et al. 2022, VP row of Table 1) -----
@@ -96,15 +101,33 @@ class DiTTeacher(TimestepTeacher):
         self.transformer(x_noisy, timestep=level, class_labels=labels)
 
 
-# ---- loading a local folder in the Hugging Face layout ----------------------------------------------------------
-def checkpoint_folder(spec: TeacherSpec, checkpoint: Path | None) -> Path:
-    root = checkpoint or Path(spec.checkpoint)
-    if not root.is_dir():
+# ---- loading a folder in the Hugging Face layout (a local one, or the hub cache's snapshot of a repo) ------------
+def checkpoint_folder(spec: TeacherSpec, checkpoint: Path | None, components: list[tuple[str, str, bool]]) -> Path:
+    """The folder holding the model's files: `checkpoint` when it is a folder, else the hub-cache snapshot of the
+    repo it names (default: the spec's repo), each component's files fetched first. A component is (subfolder,
+    config file, flat): flat ones may also sit at the repo's root; a model's config.json brings its weights."""
+    given = checkpoint or Path(spec.checkpoint)
+    if given.is_dir():
+        return given
+    repo = given.as_posix()
+    if not REPO_ID.fullmatch(repo):
         raise DraError(
-            f"{spec.name}: checkpoint folder {root} not found; put the files there (see README, 'Teachers') "
+            f"{spec.name}: checkpoint folder {given} not found; put the files there (see README, 'Teachers') "
             "or pass --checkpoint"
         )
-    return root
+    instead = "or put the repo's files in a folder and pass it as --checkpoint (see README, 'Teachers')"
+    if checkpoint is not None:
+        instead = f"no folder {given} exists either; {instead}"
+    roots = []
+    for name, config_file, flat in components:
+        names = [f"{name}/{config_file}", *([config_file] if flat else [])]
+        config = hub_file(repo, *names, instead=instead)
+        found = next(n for n in names if config.as_posix().endswith("/" + n))
+        if config_file == "config.json":
+            prefix = found[: -len(config_file)]
+            hub_file(repo, *(prefix + w for w in WEIGHT_FILES), instead=instead)
+        roots.append(config.parents[found.count("/")])
+    return roots[0]  # one snapshot folder: every file comes from the revision the repo's main branch names
 
 
 def find_component(root: Path, name: str, config_file: str, *, flat: bool = False) -> Path:
@@ -147,7 +170,9 @@ def build_ddpm(spec: TeacherSpec, *, checkpoint: Path | None, layer, noise, seed
     """UNet2DModel + scheduler from `unet/` and `scheduler/`, or config.json + scheduler_config.json at the root."""
     from diffusers import UNet2DModel
 
-    root = checkpoint_folder(spec, checkpoint)
+    root = checkpoint_folder(
+        spec, checkpoint, [("unet", "config.json", True), ("scheduler", "scheduler_config.json", True)]
+    )
     unet_dir = find_component(root, "unet", "config.json", flat=True)
     scheduler_dir = find_component(root, "scheduler", "scheduler_config.json", flat=True)
     unet = load_model(UNet2DModel, unet_dir)
@@ -167,7 +192,8 @@ def build_dit(spec: TeacherSpec, *, checkpoint: Path | None, layer, noise, seed)
     """DiT transformer, AutoencoderKL and scheduler from the `transformer/`, `vae/` and `scheduler/` subfolders."""
     from diffusers import AutoencoderKL, DiTTransformer2DModel
 
-    root = checkpoint_folder(spec, checkpoint)
+    components = [("transformer", "config.json", False), ("vae", "config.json", False)]
+    root = checkpoint_folder(spec, checkpoint, [*components, ("scheduler", "scheduler_config.json", False)])
     dirs = {
         "transformer": find_component(root, "transformer", "config.json"),
         "vae": find_component(root, "vae", "config.json"),
@@ -208,7 +234,7 @@ DDPM_CIFAR10 = TeacherSpec(
     noise=14,
     noise_kind="t",
     dim=256,
-    checkpoint="checkpoints/ddpm-cifar10-32",
+    checkpoint="google/ddpm-cifar10-32",
     description="DDPM, unconditional, CIFAR-10 (google/ddpm-cifar10-32 via diffusers); layer up_blocks.1 is the "
     "8x8 decoder stage, output upsampled to 16x16",
 )
@@ -224,7 +250,7 @@ DIT_XL_2_256 = TeacherSpec(
     noise=33,
     noise_kind="t",
     dim=1152,
-    checkpoint="checkpoints/DiT-XL-2-256",
+    checkpoint="facebook/DiT-XL-2-256",
     description="DiT-XL/2, class-conditional, ImageNet 256 (facebook/DiT-XL-2-256 via diffusers); SD VAE latents "
     "(posterior mean), block 14 of 28, pooled over 256 tokens",
 )

@@ -1,7 +1,8 @@
 """EDM-family teachers: our DDPM++ SongUNet with EDM preconditioning, read at a decoder layer and sigma.
 
 Checkpoints: the official EDM pickles (read by `edm_pickle.read_edm_pickle`, which executes nothing from the
-file) or safetensors files written by `teacher convert` / `teacher fit`, whose metadata holds the config.
+file) or safetensors files written by `teacher convert` / `teacher fit`, whose metadata holds the config. The
+CIFAR-10 pickles NVIDIA publishes are downloaded into $DRA_HOME/checkpoints when no --checkpoint is given.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from dra_pipeline.errors import DraError
+from dra_pipeline.fetch import Remote, checkpoints_dir, download, edm_remote
 from dra_pipeline.hashing import file_sha256
 from dra_pipeline.teachers.base import Teacher, TeacherSpec
 from dra_pipeline.teachers.edm_checkpoint import load_denoiser
@@ -35,8 +37,9 @@ class EDMTeacher(Teacher):
         self.denoiser(x_noisy, level, self.one_hot(labels))
 
 
-def _builder(default_checkpoint: str, cfg: SongUNetConfig | None = None):
-    """Builder for an EDM teacher: weights from --checkpoint or the default path, else random init of `cfg`."""
+def _builder(default_checkpoint: str, cfg: SongUNetConfig | None = None, remote: Remote | None = None):
+    """Builder for an EDM teacher: weights from --checkpoint, else `remote` downloaded into $DRA_HOME/checkpoints,
+    else the default path, else random init of `cfg`."""
 
     def build(spec: TeacherSpec, *, checkpoint: Path | None, layer, noise, seed) -> EDMTeacher:
         if cfg is not None and checkpoint is None:  # a random-weight teacher (tests)
@@ -45,7 +48,10 @@ def _builder(default_checkpoint: str, cfg: SongUNetConfig | None = None):
                 teacher = EDMTeacher(spec, EDMDenoiser(cfg), layer=layer, noise=noise, seed=seed)
             teacher.checkpoint_sha256 = "random-init-seed-0"
             return teacher
-        path = checkpoint or Path(default_checkpoint)
+        if checkpoint is None and remote is not None:
+            path = download(remote, checkpoints_dir() / remote.filename)
+        else:
+            path = checkpoint or Path(default_checkpoint)
         if not path.is_file():
             raise DraError(
                 f"{spec.name}: checkpoint {path} not found; put the file there (see README, 'Teachers') "
@@ -75,29 +81,31 @@ def _edm_spec(name, dataset, label_dim, checkpoint, description, **kw) -> Teache
     return TeacherSpec(name=name, dataset=dataset, checkpoint=checkpoint, description=description, **{**base, **kw})
 
 
+COND_REMOTE = edm_remote("edm-cifar10-32x32-cond-vp")
+UNCOND_REMOTE = edm_remote("edm-cifar10-32x32-uncond-vp")
 EDM_CIFAR10 = _edm_spec(
     "edm-cifar10",
     "cifar10",
     10,
-    "checkpoints/edm-cifar10-32x32-cond-vp.pkl",
+    COND_REMOTE.url,
     "EDM DDPM++ VP, class-conditional, CIFAR-10 (NVlabs/edm release)",
 )
 EDM_CIFAR10_UNCOND = _edm_spec(
     "edm-cifar10-uncond",
     "cifar10",
     0,
-    "checkpoints/edm-cifar10-32x32-uncond-vp.pkl",
+    UNCOND_REMOTE.url,
     "EDM DDPM++ VP, unconditional, CIFAR-10 (NVlabs/edm release)",
 )
-EDM_CIFAR100 = _edm_spec(
+EDM_CIFAR100 = _edm_spec(  # NVIDIA publishes no CIFAR-100 network: no download, the file is the user's
     "edm-cifar100",
     "cifar100",
     100,
     "checkpoints/edm-cifar100-32x32-cond-vp.pkl",
     "EDM DDPM++ VP, class-conditional, CIFAR-100 (a checkpoint you trained with EDM's code)",
 )
-register_teacher(EDM_CIFAR10)(_builder(EDM_CIFAR10.checkpoint))
-register_teacher(EDM_CIFAR10_UNCOND)(_builder(EDM_CIFAR10_UNCOND.checkpoint))
+register_teacher(EDM_CIFAR10)(_builder("", remote=COND_REMOTE))
+register_teacher(EDM_CIFAR10_UNCOND)(_builder("", remote=UNCOND_REMOTE))
 register_teacher(EDM_CIFAR100)(_builder(EDM_CIFAR100.checkpoint))
 
 # Random-weight SongUNets for tests: 16 px, two levels, no attention, ~0.1 M parameters.

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dra_pipeline.errors import DraError
-from dra_pipeline.hashing import folder_sha256
+from dra_pipeline.fetch import hub_file
+from dra_pipeline.hashing import named_files_sha256
 from dra_pipeline.teachers.base import Teacher, TeacherSpec
 from dra_pipeline.teachers.loading import load_strict, read_torch_file
 from dra_pipeline.teachers.registry import register_teacher
@@ -401,38 +402,51 @@ class LightningDiTTeacher(Teacher):
 DIT_FILES = ("lightningdit-xl-imagenet256-800ep.pt", "lightningdit-xl-imagenet256-64ep.pt")  # preference order
 VAE_FILE = "vavae-imagenet256-f16d32-dinov2.pt"
 STATS_FILE = "latents_stats.pt"
+# The release's Hugging Face repos (file names as LightningDiT's README links them); the statistics sit with the VAE.
+DIT_REPO = "hustvl/lightningdit-xl-imagenet256-800ep"
+VAE_REPO = "hustvl/vavae-imagenet256-f16d32-dinov2"
 
 
 @dataclass(frozen=True)
 class ReleaseFiles:
-    root: Path
     dit: Path
     vae: Path
     stats: Path
 
+    def sha256(self) -> str:
+        """The checkpoint hash: the three files by name, as if side by side in one folder, wherever they are."""
+        return named_files_sha256({p.name: p for p in (self.dit, self.vae, self.stats)})
+
 
 def release_files(spec: TeacherSpec, checkpoint: Path | None) -> ReleaseFiles:
-    """The three release files: `checkpoint` is their folder, or the LightningDiT .pt file with the others beside it."""
-    given = checkpoint or Path(spec.checkpoint)
+    """The three release files: `checkpoint` is their folder, or the LightningDiT .pt file with the others beside it;
+    without one, the files of the release's Hugging Face repos, from the hub cache (downloaded into it if absent)."""
+    if checkpoint is None:
+        instead = f"or put {DIT_FILES[0]}, {VAE_FILE} and {STATS_FILE} in a folder and pass it as --checkpoint"
+        return ReleaseFiles(
+            hub_file(DIT_REPO, DIT_FILES[0], instead=instead),
+            hub_file(VAE_REPO, VAE_FILE, instead=instead),
+            hub_file(VAE_REPO, STATS_FILE, instead=instead),
+        )
     wanted = f"{DIT_FILES[0]} (or {DIT_FILES[1]}), {VAE_FILE} and {STATS_FILE}"
-    if given.is_file():
-        root, dit = given.parent, given
-    elif given.is_dir():
-        root = given
+    if checkpoint.is_file():
+        root, dit = checkpoint.parent, checkpoint
+    elif checkpoint.is_dir():
+        root = checkpoint
         dit = next((root / n for n in DIT_FILES if (root / n).is_file()), None)
     else:
         raise DraError(
-            f"{spec.name}: checkpoint {given} not found; it should be a folder holding {wanted} "
-            "(see README, 'Teachers') or pass --checkpoint"
+            f"{spec.name}: checkpoint {checkpoint} not found; it should be a folder holding {wanted} "
+            "(see README, 'Teachers')"
         )
     missing = [] if dit else [f"{DIT_FILES[0]} (or {DIT_FILES[1]}): the LightningDiT-XL/1 weights"]
     if not (root / VAE_FILE).is_file():
         missing.append(f"{VAE_FILE}: the VA-VAE f16d32 weights")
     if not (root / STATS_FILE).is_file():
         missing.append(f"{STATS_FILE}: the latent mean and std")
-    if missing:
-        raise DraError(f"{spec.name}: {root} lacks {'; '.join(missing)} (see README, 'Teachers'; or pass --checkpoint)")
-    return ReleaseFiles(root, dit, root / VAE_FILE, root / STATS_FILE)
+    if missing or dit is None:
+        raise DraError(f"{spec.name}: {root} lacks {'; '.join(missing)} (see README, 'Teachers')")
+    return ReleaseFiles(dit, root / VAE_FILE, root / STATS_FILE)
 
 
 def dit_state_dict(ckpt, path: Path) -> dict[str, Tensor]:
@@ -488,7 +502,7 @@ def _builder(dit_cfg: LightningDiTConfig, vae_cfg: VAEEncoderConfig, *, random_w
         teacher = LightningDiTTeacher(
             spec, dit, load_vae(vae_cfg, files.vae), mean, std, layer=layer, noise=noise, seed=seed
         )
-        teacher.checkpoint_sha256 = folder_sha256(files.root, [files.dit, files.vae, files.stats])
+        teacher.checkpoint_sha256 = files.sha256()
         return teacher
 
     return build
@@ -508,7 +522,7 @@ LIGHTNINGDIT_XL = TeacherSpec(
     noise=0.9,
     noise_kind="t",
     dim=1152,
-    checkpoint="checkpoints/lightningdit-xl",
+    checkpoint=DIT_REPO,
     description="LightningDiT-XL/1 on VA-VAE f16d32 latents (posterior mean), class-conditional, ImageNet 256 "
     "(hustvl/LightningDiT release); flow time t (1 = clean); residual stream after 14 of 28 blocks, pooled over "
     "256 tokens",

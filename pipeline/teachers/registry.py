@@ -64,9 +64,12 @@ def teacher_from_provenance(prov: dict, *, device: str = "cpu", where: str = "th
     channels), refused when its weights differ from the checkpoint hash the store recorded."""
     if "teacher" not in prov or "layer" not in prov:
         raise DraError(f"{where} records no teacher provenance")
+    checkpoint = prov.get("checkpoint") or None
+    if checkpoint == teacher_spec(prov["teacher"]).checkpoint:
+        checkpoint = None  # the default weights (a URL or hub id): fetched into this machine's cache if absent
     teacher = create_teacher(
         prov["teacher"],
-        checkpoint=prov.get("checkpoint") or None,
+        checkpoint=checkpoint,
         layer=prov["layer"],
         noise=prov.get("noise"),
         seed=prov.get("seed", 0),
