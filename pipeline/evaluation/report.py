@@ -141,10 +141,10 @@ def report_paths(json_path: Path) -> dict[str, Path]:
     }
 
 
-def check_report_target(json_path: Path) -> None:
+def check_report_target(json_path: Path, *, model_info: bool = False) -> None:
     """Refuse (one DraError line) a report path that would replace anything but an earlier report of this tool:
-    a checkpoint, a store, a folder, any other file. `json_path` must end in .json; its siblings (report_paths:
-    report.md, the resumable state, the model-info JSON) are checked too."""
+    a checkpoint, a store, a folder, any other file. `json_path` must end in .json; the siblings written with it
+    (report_paths: report.md, the resumable state, and with model_info the model-info JSON) are checked too."""
     json_path = Path(json_path)
     if json_path.suffix != ".json":
         raise DraError(f"--out {json_path}: a report is a .json file (report.md is written beside it)")
@@ -157,6 +157,8 @@ def check_report_target(json_path: Path) -> None:
     }
     for kind, is_ours in ours.items():
         path = paths[kind]
+        if kind == "model_info" and not model_info:
+            continue
         if path.exists() and not (path.is_file() and is_ours(path)):
             what = "a folder" if path.is_dir() else "a file this tool did not write as a report"
             raise DraError(f"{path} exists and is {what}; it is left alone: choose another --out")

@@ -98,7 +98,7 @@ def evaluate_checkpoint(
     settings.check()
     s, attacks = settings, settings.attacks
     out = Path(out) if out else Path(checkpoint).parent / "report.json"
-    check_report_target(out)  # before anything is loaded or written: never over a checkpoint, store or foreign file
+    check_report_target(out, model_info=s.model_info)  # before anything is loaded or written
     check_writable(out, "report")
     paths = report_paths(out)
     start = time.perf_counter()
