@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from click.testing import CliRunner
 
@@ -86,7 +85,3 @@ def flip_byte(path: Path, offset: int) -> None:
 def shard_files(store: Path) -> dict[str, bytes]:
     """The bytes of a store's shard files and completion records: what makes two stores the same."""
     return {k: v for k, v in snapshot(store).items() if k.startswith(("features/c/", "done/")) and v != b"<dir>"}
-
-
-def random_rows(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).permutation(n)

@@ -127,7 +127,7 @@ def test_extract_killed_at_20_random_moments_resumes_to_identical_stores(setup):
 def test_two_writers_racing_on_a_slow_filesystem_give_one_good_store(setup):
     root, zygote, args, refs, _ = setup
     out = root / "raced.zarr"
-    first, second = zygote.start(args(out), pause_s=3), zygote.start(args(out), pause_s=3)
+    first, second = zygote.start(args(out), pause_s=5), zygote.start(args(out), pause_s=5)
     codes = sorted([zygote.wait(first), zygote.wait(second)])
     assert codes in ([0, 0], [0, 1]), codes  # the second waited and found it complete, or was refused (one line)
     assert shard_files(out) == refs[0] and not FeatureStore.open(out).verify()
