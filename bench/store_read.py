@@ -12,6 +12,7 @@ Targets: read path <= 50x memmap, and < 1 % of a training step.
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ def build(directory: Path, rows: int, dim: int) -> tuple[Path, Path]:
     store_path, flat_path = directory / f"bench-{rows}x{dim}.zarr", directory / f"bench-{rows}x{dim}.npy"
     if is_store(store_path) and flat_path.exists() and FeatureStore.open(store_path).complete:
         return store_path, flat_path
+    if is_store(store_path):  # an incomplete store of an earlier bench run (bench files only)
+        shutil.rmtree(store_path)
     flat = np.lib.format.open_memmap(flat_path, mode="w+", dtype=np.float16, shape=(rows, 1, dim))
     source = {"kind": "npz", "path": "bench", "split": "all", "count": rows, "fingerprint": "-", "num_classes": 10}
     store = FeatureStore.create(
@@ -36,7 +39,6 @@ def build(directory: Path, rows: int, dim: int) -> tuple[Path, Path]:
         views=["clean"],
         dim=dim,
         meta={"teacher": "bench"},
-        overwrite=True,
     )
     for k in range(store.layout.num_shards):
         a, b = store.layout.shard_rows(k)

@@ -3,14 +3,22 @@
 Layout of `NAME.zarr/`:
   zarr.json             group; attributes["dra"] holds the format version, shape and the provenance
   features/             float16 (or float32) rows x views x dim, sharding codec, uncompressed
-  labels/               int64 rows, written once at creation
-  done/NNNNNN.json      one completion record per shard: its rows and the sha256 of the bytes written
+  labels/               int64 rows, written once at creation (their sha256 is in the attributes)
+  done/NNNNNN.json      one completion record per shard: its rows, the sha256 of the values written and the
+                        sha256 and size of the whole shard file (chunks, sharding index and its crc32c)
 
 Crash safety. A store appears under its name only once its metadata and labels are complete (built in a
 hidden folder, then renamed). A shard counts as done only when its record exists; the record is written after
 the shard is on disk (fsync), by temp file and rename. zarr's LocalStore replaces shard files atomically but a
 file that exists may still belong to an interrupted run, so it is never trusted without a record. Each shard
 has one owner: `write_shard(k)` always writes the whole shard k, so two workers never share a shard file.
+
+Ownership. Creating, resuming and replacing a store happen under its lock (`.NAME.lock` beside it, lock.py), so
+a second writer waits or refuses. A path that is not a store is never written or removed. Replacing a store made
+with other settings (`overwrite`) fills a new store beside it (`.NAME.overwrite`) and swaps it in only once it
+is complete; hidden staging folders carry their creator's host and pid and are removed only when that process
+is gone. Rerunning a writer re-hashes every done shard file against its record and rewrites any that differ
+(`repair`): about 1 s per GB, small beside the extraction that wrote it.
 
 Reads. Training reads rows in random order. zarr-python's orthogonal indexing costs 40-85 ms per 512 rows, so
 `read` never uses it: stores that fit `ram_budget_bytes` are loaded into RAM once (each shard checked against
@@ -21,11 +29,13 @@ shard checked against its record the first time it is touched.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import shutil
+import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +45,14 @@ import numpy as np
 
 from dra_pipeline.atomic import atomic_write_text
 from dra_pipeline.errors import StoreError, StoreMismatch
+from dra_pipeline.hashing import file_sha256
+from dra_pipeline.lock import exclusive, pid_alive
 from dra_pipeline.version import __version__
 
 FORMAT = "dra-feature-store"
-FORMAT_VERSION = 1
+# 2: source fingerprints hash every byte of every row; records hold the whole shard file's hash; labels are hashed
+FORMAT_VERSION = 2
+LOCK_WAIT_S = 10.0  # seconds a second writer of one store waits for the first before refusing
 DTYPES = ("float16", "float32")
 DEFAULT_ROWS_PER_SHARD = 4096  # 4 MiB per shard for 512-d float16, one view
 DEFAULT_INNER_ROWS = 64  # rows per inner chunk (zarr-python and tensorstore read granularity)
@@ -71,6 +85,11 @@ def sha256_of(features: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(features).tobytes()).hexdigest()
 
 
+def labels_sha256(labels: np.ndarray) -> str:
+    """sha256 of labels as little-endian int64: what a store records at creation and `verify` checks."""
+    return hashlib.sha256(np.ascontiguousarray(labels, dtype="<i8").tobytes()).hexdigest()
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -83,8 +102,52 @@ def is_store(path: Path) -> bool:
     meta = Path(path) / "zarr.json"
     try:
         return json.loads(meta.read_text()).get("attributes", {}).get("dra", {}).get("format") == FORMAT
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return False
+
+
+def pending_path(path: Path) -> Path:
+    """Where `overwrite` builds a store that replaces the one at `path` once complete."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.overwrite")
+
+
+def _owner_tag() -> str:
+    """host-pid-random: names a hidden folder so that a later writer can tell whether its creator still runs."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _abandoned(folder: Path, prefix: str) -> bool:
+    """A hidden `<prefix>host-pid-random` folder whose creating process is gone (never one of another host)."""
+    try:
+        host, pid, _ = folder.name.removeprefix(prefix).rsplit("-", 2)
+    except ValueError:
+        return False
+    return host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid))
+
+
+def check_target(path: Path) -> None:
+    """Raise StoreError when `path` exists and is not a feature store: such a path is never written or removed."""
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not is_store(path):
+        raise _not_a_store(path)
+
+
+def _not_a_store(path: Path) -> StoreError:
+    kind = "a folder" if path.is_dir() else "a file"
+    return StoreError(f"{path} exists and is not a feature store ({kind}); it is left alone: choose another --out")
+
+
+def _tidy(path: Path) -> None:
+    """Under the lock: finish a swap that a killed writer began, then remove its abandoned hidden folders."""
+    retired = sorted(path.parent.glob(f".{path.name}.replaced-*"))
+    pending = pending_path(path)
+    if not path.exists() and retired and is_store(pending):  # killed between the two renames of `publish`
+        os.rename(pending, path)
+    for prefix in (f".{path.name}.creating-", f".{path.name}.replaced-"):
+        for folder in path.parent.glob(f"{prefix}*"):
+            if _abandoned(folder, prefix):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 class FeatureStore:
@@ -124,7 +187,6 @@ class FeatureStore:
         dtype: Literal["float16", "float32"] = "float16",
         rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
         inner_rows: int | None = None,
-        overwrite: bool = False,
         limit: int | None = None,
     ) -> FeatureStore:
         """Create an empty store (every shard missing) and return it open for writing.
@@ -132,25 +194,26 @@ class FeatureStore:
         sources: ordered `ImageSource.describe()` dicts; their counts must sum to len(labels), or the store
         covers only the first `limit` rows of their index space and len(labels) == limit.
         meta: provenance (teacher, checkpoint hash, sigma, layer, pooling, zeroed channels, seed, ...).
-        The store appears at `path` only when complete; an existing path is replaced only with overwrite.
+        The store appears at `path` only when complete; an existing path is never replaced (see create_or_resume).
         """
         import zarr
 
         path = Path(path)
         if dtype not in DTYPES:
             raise StoreError(f"store dtype must be one of {DTYPES}, not {dtype!r}")
+        if rows_per_shard < 1 or (inner_rows is not None and inner_rows < 1):
+            raise StoreError(f"rows_per_shard ({rows_per_shard}) and inner_rows ({inner_rows}) must be at least 1")
         inner_rows = inner_rows or math.gcd(rows_per_shard, DEFAULT_INNER_ROWS)
         if rows_per_shard % inner_rows:
             raise StoreError(f"rows_per_shard ({rows_per_shard}) must be a multiple of inner_rows ({inner_rows})")
+        if not views or len(set(views)) != len(views):
+            raise StoreError(f"a store needs one or more distinct views, not {list(views)}")
         labels = np.asarray(labels, dtype=np.int64)
         rows = int(labels.shape[0])
         offsets = np.cumsum([0] + [int(s["count"]) for s in sources])
         expected_rows = offsets[-1] if limit is None else min(limit, offsets[-1])
-        if rows != expected_rows:
+        if rows != expected_rows or rows < 1:
             raise StoreError(f"sources hold {expected_rows} images (limit {limit}) but {rows} labels were given")
-        if path.exists() and not overwrite:
-            what = "a feature store" if is_store(path) else "not a feature store"
-            raise StoreError(f"{path} already exists ({what}); pass --overwrite to replace it")
         attrs = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -162,35 +225,41 @@ class FeatureStore:
             "dtype": dtype,
             "rows_per_shard": int(rows_per_shard),
             "inner_rows": int(inner_rows),
+            "labels_sha256": labels_sha256(labels),
             "sources": [{**s, "offset": int(o)} for s, o in zip(sources, offsets)],
             "provenance": dict(meta),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(f".{path.name}.creating-*"):  # a creation killed before its rename
-            shutil.rmtree(stale, ignore_errors=True)
-        staging = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex[:8]}")
-        group = zarr.open_group(staging, mode="w", zarr_format=3, attributes={"dra": attrs})
-        group.create_array(
-            "features",
-            shape=(rows, len(views), dim),
-            dtype=dtype,
-            chunks=(inner_rows, len(views), dim),
-            shards=(rows_per_shard, len(views), dim),
-            compressors=None,
-            filters=None,
-            fill_value=0,
-            config={"write_empty_chunks": True},
-            dimension_names=["row", "view", "channel"],
-        )
-        group.create_array("labels", data=labels, chunks=(rows_per_shard,), compressors=None)
-        (staging / "done").mkdir()
-        if path.exists():  # overwrite: the old store leaves only once the new one is ready
-            retired = path.with_name(f".{path.name}.replaced-{uuid.uuid4().hex[:8]}")
-            os.replace(path, retired)
-            os.replace(staging, path)
-            shutil.rmtree(retired) if retired.is_dir() else retired.unlink()
-        else:
-            os.replace(staging, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create a store at {path}: {e.strerror} ({e.filename})") from None
+        with exclusive(path, wait_s=LOCK_WAIT_S, what="store writer"):
+            if path.exists() or path.is_symlink():
+                if not is_store(path):
+                    raise _not_a_store(path)
+                raise StoreError(f"{path} already exists (a feature store); resume it or pass --overwrite")
+            _tidy(path)
+            staging = path.with_name(f".{path.name}.creating-{_owner_tag()}")
+            try:
+                group = zarr.open_group(staging, mode="w", zarr_format=3, attributes={"dra": attrs})
+                group.create_array(
+                    "features",
+                    shape=(rows, len(views), dim),
+                    dtype=dtype,
+                    chunks=(inner_rows, len(views), dim),
+                    shards=(rows_per_shard, len(views), dim),
+                    compressors=None,
+                    filters=None,
+                    fill_value=0,
+                    config={"write_empty_chunks": True},
+                    dimension_names=["row", "view", "channel"],
+                )
+                group.create_array("labels", data=labels, chunks=(rows_per_shard,), compressors=None)
+                (staging / "done").mkdir()
+                os.rename(staging, path)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
         return cls(path, attrs, writable=True, ram_budget_bytes=DEFAULT_RAM_BUDGET)
 
     @classmethod
@@ -214,9 +283,12 @@ class FeatureStore:
         if not is_store(path):
             raise StoreError(f"{path} is not a dra feature store (no zarr.json with format {FORMAT!r})")
         attrs = json.loads((path / "zarr.json").read_text())["attributes"]["dra"]
-        if attrs.get("format_version") != FORMAT_VERSION:
+        version = attrs.get("format_version")
+        if version != FORMAT_VERSION:
+            when = "an older" if isinstance(version, int) and version < FORMAT_VERSION else "another"
             raise StoreError(
-                f"{path}: store format version {attrs.get('format_version')}, this tool reads {FORMAT_VERSION}"
+                f"{path}: made by {when} version of dra-pipeline (store format {version}, this tool reads "
+                f"{FORMAT_VERSION}); re-extract it"
             )
         store = cls(path, attrs, writable=mode == "r+", ram_budget_bytes=ram_budget_bytes)
         if expect:
@@ -225,14 +297,44 @@ class FeatureStore:
 
     @classmethod
     def create_or_resume(cls, path: str | os.PathLike, *, overwrite: bool = False, **create_kw) -> FeatureStore:
-        """Open the store at `path` for writing if it was made with the same settings, else create it.
+        """The store to fill for `path`: the one there if it was made with the same settings, else a new one.
 
         "The same settings" means equal provenance (`meta`), layout and source identities; any difference is a
-        StoreMismatch naming the field, unless `overwrite` replaces the store.
+        StoreMismatch naming the field. With `overwrite`, a store made with other settings (or by an older
+        version) stays in place while a new one fills `.NAME.overwrite` beside it; `publish()` swaps it in once
+        complete, and a rerun with the same settings resumes it. A path that is not a store is never touched.
+        Call it (and fill the store) inside `writer(path)` so that no other process writes meanwhile.
         """
         path = Path(path)
-        if overwrite or not path.exists():
-            return cls.create(path, overwrite=overwrite, **create_kw)
+        with exclusive(path, wait_s=LOCK_WAIT_S, what="store writer"):
+            _tidy(path)
+            if not path.exists() and not path.is_symlink():
+                return cls.create(path, **create_kw)
+            if not is_store(path):
+                raise _not_a_store(path)
+            try:
+                return cls._resume(path, create_kw)
+            except StoreMismatch as e:
+                if not overwrite:
+                    raise StoreMismatch(
+                        f"{e}. Rerun with the original settings to resume, or pass --overwrite"
+                    ) from None
+            except StoreError as e:
+                if not overwrite:
+                    raise StoreError(f"{e} (or pass --overwrite to replace it)") from None
+            pending = pending_path(path)
+            if pending.exists() or pending.is_symlink():
+                try:
+                    return cls._resume(pending, create_kw)
+                except StoreError:  # an unfinished replacement with yet other settings: ours to discard
+                    if not is_store(pending):
+                        raise _not_a_store(pending) from None
+                    shutil.rmtree(pending)
+            return cls.create(pending, **create_kw)
+
+    @classmethod
+    def _resume(cls, path: Path, create_kw: dict) -> FeatureStore:
+        """Open `path` for writing if it was made with create_kw's settings; StoreError (or StoreMismatch) if not."""
         expect = {
             **create_kw["meta"],
             "dim": create_kw["dim"],
@@ -241,13 +343,55 @@ class FeatureStore:
             "rows": len(create_kw["labels"]),
             "sources": create_kw["sources"],
         }
-        try:
-            store = cls.open(path, mode="r+", expect=expect)
-        except StoreMismatch as e:
-            raise StoreMismatch(f"{e}. Rerun with the original settings to resume, or pass --overwrite") from None
+        store = cls.open(path, mode="r+", expect=expect)
         if store.layout.rows_per_shard != create_kw.get("rows_per_shard", DEFAULT_ROWS_PER_SHARD):
             raise StoreMismatch(f"{path}: rows_per_shard is {store.layout.rows_per_shard} in the store")
         return store
+
+    @classmethod
+    def open_for_writing(cls, path: str | os.PathLike, **create_kw) -> FeatureStore:
+        """The store another rank fills once rank 0's `create_or_resume` returned: `path` when it holds these
+        settings, else the replacement being built beside it."""
+        path = Path(path)
+        try:
+            return cls._resume(path, create_kw)
+        except StoreError:
+            return cls._resume(pending_path(path), create_kw)
+
+    @staticmethod
+    def writer(path: str | os.PathLike, *, wait_s: float | None = None):
+        """The store's lock, held by the one process that creates, fills and publishes it (lock.py); a second
+        writer waits up to wait_s seconds (default LOCK_WAIT_S) and then refuses."""
+        return exclusive(Path(path), wait_s=LOCK_WAIT_S if wait_s is None else wait_s, what="store writer")
+
+    @property
+    def final_path(self) -> Path:
+        """Where this store lives once published: its own path, or the store it replaces."""
+        name = self.path.name
+        if name.startswith(".") and name.endswith(".overwrite"):
+            return self.path.with_name(name[1 : -len(".overwrite")])
+        return self.path
+
+    def publish(self) -> FeatureStore:
+        """Move a complete replacement store into place, then remove the store it replaces; returns the store
+        opened at its final path (this object keeps the old path). Returns self for a store already in place;
+        raises StoreError when shards are missing.
+        """
+        final = self.final_path
+        if final == self.path:
+            return self
+        missing = self.missing_shards()
+        if missing:
+            raise StoreError(f"{self.path}: {len(missing)} shards missing; the old store at {final} stays in place")
+        with exclusive(final, wait_s=LOCK_WAIT_S, what="store writer"):
+            if (final.exists() or final.is_symlink()) and not is_store(final):
+                raise _not_a_store(final)
+            retired = final.with_name(f".{final.name}.replaced-{_owner_tag()}")
+            if final.exists():
+                os.rename(final, retired)
+            os.rename(self.path, final)
+            shutil.rmtree(retired, ignore_errors=True)
+        return FeatureStore(final, self.attrs, writable=self.writable, ram_budget_bytes=self._ram_budget)
 
     def check(self, expect: dict) -> None:
         """Raise StoreMismatch on the first field of `expect` that differs from the store."""
@@ -299,9 +443,23 @@ class FeatureStore:
             rec = json.loads(self._record_path(shard).read_text())
         except (OSError, ValueError):
             return None
+        if not isinstance(rec, dict) or not {"sha256", "file_sha256", "file_bytes"} <= rec.keys():
+            return None
         if rec.get("shard") != shard or rec.get("rows") != list(self.layout.shard_rows(shard)):
             return None
         return rec
+
+    def identity(self) -> str:
+        """What a run trains on, as 16 hex characters: sha256 of the provenance, layout, source identities, the
+        labels' hash and every shard record's hashes. Re-extracting with any other setting changes it."""
+        payload = {
+            "provenance": self.provenance,
+            "layout": dataclasses.asdict(self.layout),
+            "sources": [{k: s.get(k) for k in SOURCE_IDENTITY} for s in self.sources],
+            "labels_sha256": self.attrs.get("labels_sha256"),
+            "shards": [(self.record(k) or {}).get("sha256") for k in range(self.layout.num_shards)],
+        }
+        return hashlib.sha256(json.dumps(_normalise(payload), sort_keys=True).encode()).hexdigest()[:16]
 
     def summary(self) -> list[str]:
         """What `cache info` prints: shape, dtype, shards done and missing, sources, provenance."""
@@ -345,9 +503,62 @@ class FeatureStore:
             raise StoreError(f"shard {shard}: features contain NaN or Inf (after casting to {lay.dtype})")
         self._remove_leftovers(shard)
         self._features[start:stop] = data
-        _fsync(self._shard_file(shard))
-        record = {"shard": shard, "rows": [start, stop], "sha256": sha256_of(data)}
+        path = self._shard_file(shard)
+        _fsync(path)
+        record = {
+            "shard": shard,
+            "rows": [start, stop],
+            "sha256": sha256_of(data),
+            "file_sha256": file_sha256(path),  # the whole file: chunks, sharding index and its crc32c
+            "file_bytes": path.stat().st_size,
+        }
         atomic_write_text(self._record_path(shard), json.dumps(record))
+
+    def check_shard_file(self, shard: int) -> str | None:
+        """None when the shard's file matches its completion record byte for byte, else what is wrong."""
+        rec, path = self.record(shard), self._shard_file(shard)
+        start, stop = self.layout.shard_rows(shard)
+        where = f"{self.path}: shard {shard} (rows {start}-{stop - 1})"
+        if rec is None:
+            return f"{where} has no completion record; the extraction did not finish: rerun it to resume"
+        try:
+            size = path.stat().st_size
+            same = size == rec["file_bytes"] and file_sha256(path) == rec["file_sha256"]
+        except OSError as e:
+            return f"{where}: cannot read its file ({e.strerror}); rerun the extract command to rewrite it"
+        if not same:
+            what = "truncated" if size < rec["file_bytes"] else "corrupt"
+            return f"{where}: its file differs from its completion record ({what}); rerun extract to rewrite it"
+        return None
+
+    def check_labels(self) -> str | None:
+        """None when the labels array holds the labels hashed at creation, else what is wrong."""
+        try:
+            ok = labels_sha256(self.labels()) == self.attrs.get("labels_sha256")
+        except Exception as e:  # zarr raises many kinds on a damaged array: any of them means damaged
+            return f"{self.path}: labels/ cannot be read ({type(e).__name__}); rerun the extract command to rewrite it"
+        return None if ok else f"{self.path}: labels/ differ from the labels hashed at creation (corrupt)"
+
+    def repair(self, labels: np.ndarray) -> list[int]:
+        """Rewrite labels/ if damaged (from `labels`, the sources' labels, which must hash as recorded) and forget
+        every done shard whose file differs from its record, so that it is extracted again. Returns those shards.
+
+        Hashes every done shard file: about 1 s per GB read, a small fraction of the extraction that wrote it.
+        """
+        if not self.writable:
+            raise StoreError(f"{self.path} is open read-only")
+        if self.check_labels() is not None:
+            if labels_sha256(labels) != self.attrs.get("labels_sha256"):
+                raise StoreError(f"{self.path}: labels/ are damaged and the given labels differ; re-extract it")
+            import zarr
+
+            zarr.open_array(self.path / "labels", mode="r+")[:] = np.asarray(labels, dtype=np.int64)
+        bad = [k for k in range(self.layout.num_shards) if self.record(k) and self.check_shard_file(k)]
+        for k in bad:
+            self._record_path(k).unlink(missing_ok=True)
+            self._shard_file(k).unlink(missing_ok=True)  # zarr must not read a damaged shard to merge into it
+        self._shards.clear()
+        return bad
 
     def _shard_file(self, shard: int) -> Path:
         return self.path / "features" / "c" / str(shard) / "0" / "0"
@@ -410,7 +621,7 @@ class FeatureStore:
             if sha256_of(data) != rec["sha256"]:
                 raise StoreError(
                     f"{self.path}: shard {shard} does not match the hash in its completion record (corrupt); "
-                    "run `dra-pipeline cache verify` and re-extract"
+                    "rerun the extract command to rewrite it"
                 )
             self._shards[shard] = data
         return self._shards[shard]
@@ -448,14 +659,19 @@ class FeatureStore:
         return np.concatenate(pieces)[: stop - start]
 
     def verify(self) -> list[str]:
-        """Re-hash every shard against its record; returns one problem line per bad or missing shard."""
-        problems = []
+        """Re-hash every shard file (chunks, sharding index, crc32c) against its record and the labels against
+        their creation hash; returns one problem line per damaged or missing part."""
+        problems = [p for p in [self.check_labels()] if p]
         self._shards.clear()
         for k in range(self.layout.num_shards):
-            try:
-                self.shard(k)
-            except StoreError as e:
-                problems.append(str(e))
+            problem = self.check_shard_file(k)
+            if problem is None:
+                try:
+                    self.shard(k)
+                except StoreError as e:
+                    problem = str(e)
+            if problem:
+                problems.append(problem)
         self._shards.clear()
         return problems
 

@@ -104,6 +104,32 @@ class LoadedClassifier:
     epoch: int | None  # epochs completed when it was saved
 
 
+def check_model_info(path: Path, info: dict) -> None:
+    """Raise one DraError line when a checkpoint's model_info lacks a field or holds one of the wrong kind."""
+    missing = [k for k in MODEL_INFO if k not in info]
+    if missing:
+        raise DraError(f"{path}: model_info lacks {', '.join(missing)}; cannot rebuild the classifier")
+
+    def whole(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    size = info.get("image_size")
+    eps = info.get("eps")
+    wrong = [
+        *(k for k in ("name", "dataset") if not (isinstance(info[k], str) and info[k])),
+        *(k for k in ("num_classes", "in_channels") if not whole(info[k])),
+        *(
+            ["image_size"]
+            if size is not None and not (isinstance(size, (list, tuple)) and all(map(whole, size)))
+            else []
+        ),
+        *(["eps"] if eps is not None and not (isinstance(eps, (int, float)) and 0 <= eps < float("inf")) else []),
+    ]
+    if wrong:
+        shown = ", ".join(f"{k}={info.get(k)!r}" for k in wrong)
+        raise DraError(f"{path}: model_info holds invalid {shown}; cannot rebuild the classifier")
+
+
 def load_classifier(checkpoint: str | Path, device: str | torch.device = "cpu") -> LoadedClassifier:
     """Rebuild the EMA classifier stored in a `train` checkpoint (best-ema.pt or last.pt), in eval mode."""
     path = Path(checkpoint)
@@ -111,9 +137,7 @@ def load_classifier(checkpoint: str | Path, device: str | torch.device = "cpu") 
     if "ema" not in saved or not isinstance(saved.get("model_info"), dict):
         raise DraError(f"{path}: not a dra-pipeline training checkpoint (needs 'ema' and 'model_info')")
     info = saved["model_info"]
-    missing = [k for k in MODEL_INFO if k not in info]
-    if missing:
-        raise DraError(f"{path}: model_info lacks {', '.join(missing)}; cannot rebuild the classifier")
+    check_model_info(path, info)
     model = create_model(
         info["name"], dataset=info["dataset"], num_classes=info["num_classes"], in_channels=info["in_channels"]
     )

@@ -10,14 +10,24 @@ import click
 from dra_pipeline.errors import DraError
 
 
+class _UsageLine(click.ClickException):
+    """A bad option value or a missing argument: one line, exit status 2 (click's status for usage errors)."""
+
+    exit_code = 2
+
+
 class _Group(click.Group):
-    """Turns the library's user-facing errors into one clear line and exit status 1."""
+    """Turns the library's user-facing errors into one clear line and exit status 1, and a command's usage errors
+    (a value outside an option's range, an unknown option) into one line and exit status 2."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except DraError as e:
             raise click.ClickException(str(e)) from None
+        except click.UsageError as e:
+            where = f" (see `{e.ctx.command_path} -h`)" if e.ctx is not None else ""
+            raise _UsageLine(e.format_message() + where) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

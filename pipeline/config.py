@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,7 +186,7 @@ def parse_sets(items: tuple[str, ...]) -> dict[str, str]:
 def load_config(preset: str | None, sets: tuple[str, ...] = ()) -> Config:
     """Defaults <- preset (configs/NAME.yaml or a YAML file path; `base: NAME` inherits) <- --set overrides."""
     cfg = apply_overrides(Config(), _preset_overrides(preset)) if preset else Config()
-    return apply_overrides(cfg, parse_sets(sets))
+    return validate(apply_overrides(cfg, parse_sets(sets)))
 
 
 def preset_names() -> list[str]:
@@ -202,7 +203,52 @@ def _preset_overrides(preset: str, seen: tuple[str, ...] = ()) -> dict[str, obje
         raise DraError(f"config {preset!r} not found ({path}); presets: {', '.join(preset_names())}")
     if str(path) in seen:
         raise DraError(f"config {path} includes itself through `base:`")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise DraError(f"config {path}: not valid YAML{where} ({getattr(e, 'problem', None) or e})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DraError(f"config {path}: cannot be read ({e})") from None
+    if not isinstance(raw, dict):
+        raise DraError(f"config {path}: must be a mapping of sections (data:, train:, ...), not a {type(raw).__name__}")
     base = raw.pop("base", None)
     inherited = _preset_overrides(base, (*seen, str(path))) if base else {}
     return {**inherited, **flatten(raw)}
+
+
+# Field checks: (section.key, test, what the value must be). A failed test is one DraError line naming the field.
+_CHECKS: tuple[tuple[str, typing.Callable[[float], bool], str], ...] = (
+    ("data.synthetic_fraction", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("data.validation", lambda v: v >= 1, "at least 1"),
+    ("data.crop_padding", lambda v: v >= 0, "at least 0"),
+    ("data.crop_size", lambda v: v >= 0, "at least 0"),
+    ("data.epoch_images", lambda v: v >= 0, "at least 0 (0: the real training set's size)"),
+    ("data.workers", lambda v: v >= 1, "at least 1"),
+    ("attack.eps", lambda v: 0 <= v < math.inf, "a finite radius >= 0"),
+    ("attack.step", lambda v: 0 <= v < math.inf, "a finite step >= 0"),
+    ("attack.steps", lambda v: v >= 0, "at least 0"),
+    ("attack.val_steps", lambda v: v >= 0, "at least 0"),
+    ("train.beta", lambda v: 0 <= v < math.inf, "finite and >= 0"),
+    ("train.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.epochs", lambda v: v >= 1, "at least 1"),
+    ("train.batch_size", lambda v: v >= 1, "at least 1"),
+    ("train.momentum", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("train.weight_decay", lambda v: 0 <= v < math.inf, "finite and >= 0"),
+    ("train.warmup", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
+    ("train.ema_decay", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("train.seed", lambda v: v >= 0, "at least 0"),
+    ("dra.weight", lambda v: 0 <= v < math.inf, "finite and >= 0 (lambda)"),
+    ("dra.hidden", lambda v: v >= 1, "at least 1"),
+)
+
+
+def validate(cfg: Config) -> Config:
+    """Return cfg when every checked field holds a usable value (NaN fails every test), else raise DraError."""
+    for key, ok, want in _CHECKS:
+        section, _, name = key.partition(".")
+        value = getattr(getattr(cfg, section), name)
+        if not ok(value):
+            raise DraError(f"{key} must be {want}, not {value!r}")
+    return cfg

@@ -9,6 +9,12 @@ from tests import fixtures
 from tests.http_server import FileServer
 
 
+@pytest.fixture(autouse=True)
+def fingerprint_cache(tmp_path_factory, monkeypatch):
+    """Folder fingerprints are remembered in a per-session temporary folder, never in the user's home."""
+    monkeypatch.setenv("DRA_FINGERPRINT_CACHE", str(tmp_path_factory.getbasetemp() / "fingerprint-cache"))
+
+
 @pytest.fixture
 def fmnist_dir(tmp_path):
     """A tiny Fashion-MNIST folder in the Debian layout; yields (dir, arrays)."""

@@ -8,6 +8,7 @@ import pytest
 from dra_pipeline.cache import FeatureStore
 from dra_pipeline.cache.store import sha256_of
 from dra_pipeline.errors import StoreError, StoreMismatch
+from dra_pipeline.hashing import file_sha256
 
 ROWS, VIEWS, DIM, RPS, INNER = 300, 2, 12, 64, 16  # 5 shards, the last one partial (44 rows)
 SOURCES = [
@@ -84,8 +85,10 @@ def test_mapped_reader_handles_chunks_zarr_left_unwritten(tmp_path):
     feats[INNER : 2 * INNER] = 0
     z = zarr.open_array(tmp_path / "s.zarr" / "features", mode="r+", config={"write_empty_chunks": False})
     z[0:RPS] = feats[:RPS]  # zarr writes shard 0 without its zero chunk
+    shard_file = tmp_path / "s.zarr" / "features" / "c" / "0" / "0" / "0"
+    record = {"shard": 0, "rows": [0, RPS], "sha256": sha256_of(feats[:RPS]), "file_sha256": file_sha256(shard_file)}
     (tmp_path / "s.zarr" / "done" / "000000.json").write_text(
-        json.dumps({"shard": 0, "rows": [0, RPS], "sha256": sha256_of(feats[:RPS])})
+        json.dumps({**record, "file_bytes": shard_file.stat().st_size})
     )
     reader = FeatureStore.open(store.path, ram_budget_bytes=0)
     np.testing.assert_array_equal(reader.read(np.arange(RPS)), feats[:RPS])
@@ -136,7 +139,7 @@ def test_corrupt_shard_fails_hash_check(tmp_path):
     raw[100] ^= 0xFF
     shard.write_bytes(bytes(raw))
     store = FeatureStore.open(tmp_path / "s.zarr", ram_budget_bytes=0)
-    assert [p for p in store.verify() if "shard 1 does not match the hash" in p]
+    assert [p for p in store.verify() if "shard 1 (rows 64-127): its file differs from its completion record" in p]
     with pytest.raises(StoreError, match="shard 1 does not match"):
         store.read(np.array([70]))
     np.testing.assert_array_equal(store.read(np.array([10])), expected()[[10]])  # other shards still read
@@ -193,8 +196,9 @@ def test_existing_path_is_never_overwritten_without_flag(tmp_path):
     not_a_store = tmp_path / "s.zarr"
     not_a_store.mkdir()
     (not_a_store / "precious.txt").write_text("keep me")
-    with pytest.raises(StoreError, match="already exists .not a feature store.; pass --overwrite"):
+    with pytest.raises(StoreError, match="exists and is not a feature store .a folder.; it is left alone") as e:
         make(not_a_store)
+    assert "--overwrite" not in str(e.value)
     assert (not_a_store / "precious.txt").read_text() == "keep me"
     with pytest.raises(StoreError, match="is not a dra feature store"):
         FeatureStore.open(not_a_store)
@@ -202,9 +206,7 @@ def test_existing_path_is_never_overwritten_without_flag(tmp_path):
     with pytest.raises(StoreError, match="already exists .a feature store."):
         make(tmp_path / "t.zarr", fill=False)
     assert FeatureStore.open(tmp_path / "t.zarr").complete
-    make(tmp_path / "t.zarr", fill=False, overwrite=True)
-    assert FeatureStore.open(tmp_path / "t.zarr").missing_shards() == [0, 1, 2, 3, 4]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr", "t.zarr"], "no staging or retired folders left"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr", "t.zarr"], "no staging, retired or lock files left"
 
 
 def test_labels_must_match_source_counts(tmp_path):

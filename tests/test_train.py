@@ -361,8 +361,8 @@ def test_online_teacher_matches_cached_targets_and_width_is_checked(tmp_path, fm
     a = train_args(fmnist, tmp_path / "run", "--lambda", "0.5", epochs=1, features=tmp_path / "f.zarr")
     assert CliRunner().invoke(main, a).exit_code == 0
     extract_store(fmnist, tmp_path / "f.zarr", "--overwrite", "--layer", "dec.16x16_block1")  # 16-d, not 32-d
-    resumed = CliRunner().invoke(main, a)
-    assert resumed.exit_code == 1 and "trained for 32-d features" in resumed.output
+    resumed = CliRunner().invoke(main, a)  # the run records the store it trained on: another one is refused
+    assert resumed.exit_code == 1 and "was trained on a store with identity" in resumed.output
 
 
 def test_bf16_autocast_and_channels_last_train(tmp_path, fmnist):

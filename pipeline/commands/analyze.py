@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dra_pipeline.commands.options import DATA_DIR, DEVICE, comma_list
+from dra_pipeline.commands.options import COUNT0, DATA_DIR, DEVICE, comma_list
 
 
 @click.command("analyze")
@@ -14,7 +14,7 @@ from dra_pipeline.commands.options import DATA_DIR, DEVICE, comma_list
 @click.option("--features", type=click.Path(path_type=Path), help="Feature store (default: the run's own).")
 @click.option("--what", callback=comma_list(str), help="Comma list of analyses (default: all of them).")
 @click.option("--n", type=int, default=1000, show_default=True, help="Test images, and training images, used.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Image subsets, attack starts, SAE init.")
+@click.option("--seed", type=COUNT0, default=0, show_default=True, help="Image subsets, attack starts, SAE init.")
 @click.option("--pgd-steps", type=int, default=20, show_default=True, help="PGD iterations at the run's eps.")
 @click.option("--probe-n", type=int, default=200, show_default=True, help="Test images attacked through the teacher.")
 @click.option("--sae-steps", type=int, default=500, show_default=True, help="Adam steps per sparse autoencoder.")

@@ -28,16 +28,19 @@ def cache_info(path: Path):
 @cache.command("verify")
 @STORE
 def cache_verify(path: Path):
-    """Re-hash every shard against its completion record; exit 1 on any mismatch or missing shard."""
+    """Re-hash every shard file (index and checksum included) against its completion record and the labels
+    against their creation hash; exit 1 on any mismatch or missing shard."""
     from dra_pipeline.cache import FeatureStore
 
     store = FeatureStore.open(path)
     problems = store.verify()
     for line in problems:
         click.echo(line, err=True)
+    labels = "the labels and " if any(": labels/ " in line for line in problems) else ""
+    shards = len(problems) - bool(labels)
     if problems:
-        raise click.ClickException(f"{len(problems)} of {store.layout.num_shards} shards failed verification")
-    click.echo(f"ok: {store.layout.num_shards} shards match their records")
+        raise click.ClickException(f"{labels}{shards} of {store.layout.num_shards} shards failed verification")
+    click.echo(f"ok: {store.layout.num_shards} shards and the labels match their records")
 
 
 @cache.command("export")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dra_pipeline.commands.options import DATA_DIR, DEVICE
+from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, DEVICE
 
 FILE, FOLDER = click.Path(dir_okay=False, path_type=Path), click.Path(file_okay=False, path_type=Path)
 
@@ -25,8 +25,8 @@ FILE, FOLDER = click.Path(dir_okay=False, path_type=Path), click.Path(file_okay=
 @click.option("--preprocessing", type=click.Choice(["Res256Crop224", "Crop288", "none"]), help="RobustBench's.")
 @click.option("--selection", type=click.Choice(["first", "random"]), help="First n, or n drawn with a fixed seed.")
 @click.option("--subset", type=FILE, help="File listing the images (row numbers or folder-relative paths).")
-@click.option("--batch-size", type=int, default=500, show_default=True, help="Points per attacked batch.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds every attack.")
+@click.option("--batch-size", type=COUNT1, default=500, show_default=True, help="Points per attacked batch.")
+@click.option("--seed", type=COUNT0, default=0, show_default=True, help="Seeds every attack.")
 @DEVICE
 @click.option("--out", type=FILE, help="Report JSON (default: report.json beside the checkpoint).")
 @click.option("--sanity", is_flag=True, help="Also run the sanity checks (eps grid, chance, more steps, ...).")

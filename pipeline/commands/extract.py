@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dra_pipeline.commands.options import DATA_DIR, DEVICE
+from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, DEVICE
 
 
 def _views(_ctx, _param, text: str) -> tuple[str, ...]:
@@ -27,21 +27,16 @@ def _views(_ctx, _param, text: str) -> tuple[str, ...]:
     "--views", default="clean", show_default=True, callback=_views, help="Comma list: clean, flip, extra-sigma."
 )
 @click.option("--zero-channels", default="none", show_default=True, help="auto, none, or a comma list of channels.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Row r's noise comes from (seed, r).")
-@click.option(
-    "--teacher-labels",
-    type=click.Choice(["true", "fixed"]),
-    default="true",
-    show_default=True,
-    help="A conditional teacher is told each image's label, or class 0 for all.",
-)
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True, help="Threads decoding images (JPEG folders).")
-@click.option("--rows-per-shard", type=int, default=4096, show_default=True)
+@click.option("--seed", type=COUNT0, default=0, show_default=True, help="Row r's noise comes from (seed, r).")
+@click.option("--teacher-labels", type=click.Choice(["true", "fixed"]), default="true", show_default=True,
+              help="A conditional teacher is told each image's label, or class 0 for all.")
+@click.option("--batch-size", type=COUNT1, default=256, show_default=True)
+@click.option("--workers", type=COUNT1, default=1, show_default=True, help="Threads decoding images (JPEG folders).")
+@click.option("--rows-per-shard", type=COUNT1, default=4096, show_default=True)
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True)
 @DEVICE
-@click.option("--limit", type=int, help="Only the first N rows (a smaller store, for trials).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing store made with other settings.")
+@click.option("--limit", type=COUNT1, help="Only the first N rows (a smaller store, for trials).")
+@click.option("--overwrite", is_flag=True, help="Replace a store made with other settings, once the new one is done.")
 def extract(data_dir, **settings):
     """Run a frozen teacher once over every image and write pooled features into a sharded Zarr store.
 
@@ -53,6 +48,7 @@ def extract(data_dir, **settings):
     done = run_extract(ExtractSettings(**settings), data_dir=data_dir, progress=progress_bar)
     if done.rank == 0:
         state = "complete" if not done.missing else f"{done.missing} shards missing: rerun to resume"
+        state += f" ({done.repaired} damaged shards rewritten)" if done.repaired else ""
         click.echo(
             f"{done.store}: {done.rows} rows x {len(done.views)} views x {done.dim}, "
             f"wrote {done.shards_written} shards, {state}"

@@ -13,6 +13,9 @@ DATA_DIR = click.option(
     help="Folder holding a named dataset (or a root holding it under its usual name). Env: DRA_DATA_DIR.",
 )
 
+COUNT0 = click.IntRange(min=0)  # seeds: numpy's seed sequences take no negative integer
+COUNT1 = click.IntRange(min=1)  # sizes and counts: batch sizes, rows, workers, limits
+
 DEVICE = click.option(
     "--device",
     default="auto",

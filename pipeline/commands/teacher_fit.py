@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dra_pipeline.commands.options import DATA_DIR, DEVICE
+from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, DEVICE
 
 
 @click.command("fit")
@@ -15,9 +15,9 @@ from dra_pipeline.commands.options import DATA_DIR, DEVICE
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 @click.option("--net", default="small", show_default=True, help="Network size: small (1.75 M) or ddpmpp (55.7 M).")
 @click.option("--steps", type=int, default=20_000, show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=COUNT1, default=256, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=COUNT0, default=0, show_default=True)
 @DEVICE
 @click.option("--max-minutes", type=float, default=None, help="Stop (resumably) after this much wall time.")
 def teacher_fit(data, data_dir, out, net, steps, batch_size, lr, seed, device, max_minutes):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dra_pipeline.commands.options import DATA_DIR, DEVICE
+from dra_pipeline.commands.options import COUNT0, DATA_DIR, DEVICE
 
 
 @click.command("massive-channels")
@@ -19,7 +19,7 @@ from dra_pipeline.commands.options import DATA_DIR, DEVICE
 @click.option("--n", type=int, default=256, show_default=True, help="Images, evenly spaced over the source.")
 @click.option("--ratio", type=float, default=None, help="Massive above this x the median channel [default: 20].")
 @click.option("--top", type=int, default=10, show_default=True, help="Channels to list.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds each row's noise.")
+@click.option("--seed", type=COUNT0, default=0, show_default=True, help="Seeds each row's noise.")
 @DEVICE
 def massive_channels(top, **kw):
     """Channels of a layer by mean |activation| over images and positions; flag those far above the median.

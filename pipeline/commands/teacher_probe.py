@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dra_pipeline.commands.options import DATA_DIR, DEVICE, comma_list
+from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, DEVICE, comma_list
 
 WEIGHTS = click.Path(path_type=Path)
 
@@ -21,7 +21,7 @@ WEIGHTS = click.Path(path_type=Path)
 @click.option("--sigmas", callback=comma_list(float), help="Comma-separated noise levels, in the teacher's units.")
 @click.option("--train-n", type=int, default=5000, show_default=True, help="Train images (seeded random subset).")
 @click.option("--test-n", type=int, default=2000, show_default=True, help="Test images (seeded random subset).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the subsets and each row's noise.")
+@click.option("--seed", type=COUNT0, default=0, show_default=True, help="Seeds the subsets and each row's noise.")
 @click.option(
     "--teacher-labels",
     type=click.Choice(["fixed", "true"]),
@@ -29,7 +29,7 @@ WEIGHTS = click.Path(path_type=Path)
     show_default=True,
     help="What a class-conditional teacher is told: class 0 for every image, or each image's label.",
 )
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=COUNT1, default=256, show_default=True)
 @DEVICE
 def probe(name, layers, sigmas, **kw):
     """Linear-probe test accuracy of pooled features per layer x noise level, and of raw pixels.

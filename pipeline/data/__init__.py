@@ -126,6 +126,18 @@ def parse_source(text: str, *, data_dir: str | os.PathLike | None = None) -> Sou
     return SourceSpec(kind, str(path.resolve()), "all", options)
 
 
+def source_kind(text: str) -> tuple[str, str]:
+    """(kind, split) that source text names, read from the text alone (no files are touched): ("cifar10",
+    "train"), ("fashion-mnist", "test"), ("folder", "all"), ("npz", "all")."""
+    body = text.partition("?")[0]
+    name, _, rest = body.partition(":")
+    if name in NAMED:
+        return name, rest or "train"
+    if name in BY_PATH and rest:
+        return name, "all"
+    return _SUFFIX_KIND.get(Path(body).suffix.lower(), "folder"), "all"
+
+
 def open_source(spec: SourceSpec | str, *, data_dir: str | os.PathLike | None = None) -> ImageSource:
     """Open and validate a source. A named dataset whose recorded folder is gone is looked up again."""
     if isinstance(spec, str):
@@ -145,6 +157,7 @@ __all__ = [
     "SourceSpec",
     "open_source",
     "parse_source",
+    "source_kind",
     "locate_named",
     "download_root",
     "NAMED",

@@ -8,6 +8,8 @@ reconstruction and nothing else, so a tampered file cannot run code.
 from __future__ import annotations
 
 import codecs
+import math
+import os
 import pickle
 from pathlib import Path
 from typing import ClassVar
@@ -37,21 +39,34 @@ _ALLOWED = {
 
 
 class _DataOnlyUnpickler(pickle.Unpickler):
+    """Admits only _ALLOWED, and no array larger than the file it is read from (which holds all its bytes)."""
+
+    def __init__(self, file, *, max_bytes: int, **kwargs):
+        super().__init__(file, **kwargs)
+        self.max_bytes = max_bytes
+
     def find_class(self, module: str, name: str):
         if (module, name) in _ALLOWED:
-            return _ALLOWED[(module, name)]
+            found = _ALLOWED[(module, name)]
+            return self._bounded_reconstruct if found is _reconstruct else found
         raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+
+    def _bounded_reconstruct(self, subtype, shape, dtype):
+        nbytes = math.prod(int(s) for s in shape) * np.dtype(dtype).itemsize  # Python ints: no overflow
+        if nbytes > self.max_bytes:
+            raise pickle.UnpicklingError(f"an array of shape {tuple(shape)} is larger than the file")
+        return _reconstruct(subtype, shape, dtype)
 
 
 def load_batch(path: Path) -> dict:
     """One CIFAR batch file as a dict with str keys, without executing anything from the file."""
     try:
         with open(path, "rb") as f:
-            obj = _DataOnlyUnpickler(f, encoding="latin1").load()
+            obj = _DataOnlyUnpickler(f, max_bytes=os.fstat(f.fileno()).st_size, encoding="latin1").load()
     except FileNotFoundError:
         raise DataError(f"{path} not found") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as e:
-        raise DataError(f"{path}: not a CIFAR python batch ({e})") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, MemoryError) as e:
+        raise DataError(f"{path}: not a CIFAR python batch ({type(e).__name__}: {e})") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}: not a CIFAR python batch (holds {type(obj).__name__}, expected dict)")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
@@ -95,6 +110,9 @@ class _CifarBase(ImageSource):
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (32, 32, 3)
+
+    def read_range(self, start: int, stop: int) -> np.ndarray:
+        return self._images[start:stop]
 
     def read(self, indices: np.ndarray) -> np.ndarray:
         return self._images[np.asarray(indices, dtype=np.int64)]

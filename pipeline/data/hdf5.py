@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dra_pipeline.data.base import ImageSource, SourceSpec, check_images_and_labels
+from dra_pipeline.data.base import ImageSource, SourceSpec, check_images_and_labels, declared_classes
 from dra_pipeline.errors import DataError
 
 
@@ -31,13 +31,14 @@ class Hdf5Images(ImageSource):
             for key in (self._images_key, labels_key):
                 if key not in f:
                     raise DataError(f"{path}: no dataset {key!r} (found {sorted(f.keys())}); set its name in the spec")
+                if not isinstance(f[key], h5py.Dataset):
+                    raise DataError(f"{path}: {key!r} is a {type(f[key]).__name__}, not a dataset; name a dataset")
             images = f[self._images_key]
             self._shape = tuple(images.shape)
             dtype = images.dtype
             labels = f[labels_key][()]
-        declared = spec.options.get("num_classes")
         self.labels, self.num_classes = check_images_and_labels(
-            str(path), self._shape, dtype, labels, int(declared) if declared else None
+            str(path), self._shape, dtype, labels, declared_classes(spec)
         )
         self._file = None
         self._pid = None

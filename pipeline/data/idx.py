@@ -73,5 +73,8 @@ class FashionMNIST(ImageSource):
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self._images.shape[1:])
 
+    def read_range(self, start: int, stop: int) -> np.ndarray:
+        return self._images[start:stop]
+
     def read(self, indices: np.ndarray) -> np.ndarray:
         return self._images[np.asarray(indices, dtype=np.int64)]

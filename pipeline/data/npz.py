@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dra_pipeline.atomic import atomic_write
-from dra_pipeline.data.base import ImageSource, SourceSpec, check_images_and_labels
+from dra_pipeline.data.base import ImageSource, SourceSpec, check_images_and_labels, declared_classes
 from dra_pipeline.errors import DataError
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zip local file header, 30 bytes
@@ -83,17 +83,22 @@ class NpzImages(ImageSource):
                     f"{path}: 'image' is compressed and cannot be memory-mapped; convert it once with "
                     f"`dra-pipeline data convert-npz {path} --out {path.with_name(path.stem + '-stored.npz')}`"
                 )
-            with zf.open(label_info) as f:
-                labels = np.lib.format.read_array(f, allow_pickle=False)
+            try:
+                with zf.open(label_info) as f:
+                    labels = np.lib.format.read_array(f, allow_pickle=False)
+            except ValueError as e:  # object arrays (pickles) among them: never loaded
+                raise DataError(f"{path}: 'label' is not a plain numeric array ({e})") from None
         self._images = map_member(path, image_info)
-        declared = spec.options.get("num_classes")
         self.labels, self.num_classes = check_images_and_labels(
-            str(path), self._images.shape, self._images.dtype, labels, int(declared) if declared else None
+            str(path), self._images.shape, self._images.dtype, labels, declared_classes(spec)
         )
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self._images.shape[1:])
+
+    def read_range(self, start: int, stop: int) -> np.ndarray:
+        return self._images[start:stop]
 
     def read(self, indices: np.ndarray) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64)

@@ -10,12 +10,14 @@ so that two models evaluated on the same points can be compared pairwise.
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 
 import numpy as np
 
 from dra_pipeline.atomic import atomic_write_text
 from dra_pipeline.environment import environment
+from dra_pipeline.errors import DraError
 from dra_pipeline.evaluation.intervals import Accuracy
 
 
@@ -122,12 +124,71 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+REPORT_KEYS = ("model", "data", "attack", "clean", "robust", "points")  # every report.json holds these
+MODEL_INFO_KEYS = ("threat_model", "autoattack_acc", "clean_acc")  # and every model-info JSON these
+STATE_KEYS = ("format", "key", "attacks")  # and every resumable evaluation state (evaluation/state.py)
+_MAX_REPORT_BYTES = 64 << 20  # a larger file is not one of our reports (and is not read to find out)
+
+
+def report_paths(json_path: Path) -> dict[str, Path]:
+    """Every file an evaluation writes for `json_path`: report JSON, report.md, resumable state, model info."""
+    json_path = Path(json_path)
+    return {
+        "json": json_path,
+        "markdown": json_path.with_suffix(".md"),
+        "state": json_path.with_name(json_path.stem + ".state.json"),
+        "model_info": json_path.with_name(json_path.stem + "-model-info.json"),
+    }
+
+
+def check_report_target(json_path: Path, *, model_info: bool = False) -> None:
+    """Refuse (one DraError line) a report path that would replace anything but an earlier report of this tool:
+    a checkpoint, a store, a folder, any other file. `json_path` must end in .json; the siblings written with it
+    (report_paths: report.md, the resumable state, and with model_info the model-info JSON) are checked too."""
+    json_path = Path(json_path)
+    if json_path.suffix != ".json":
+        raise DraError(f"--out {json_path}: a report is a .json file (report.md is written beside it)")
+    paths = report_paths(json_path)
+    ours = {
+        "json": _holds_keys(REPORT_KEYS),
+        "markdown": _is_report_markdown,
+        "state": _holds_keys(STATE_KEYS),
+        "model_info": _holds_keys(MODEL_INFO_KEYS),
+    }
+    for kind, is_ours in ours.items():
+        path = paths[kind]
+        if kind == "model_info" and not model_info:
+            continue
+        if path.exists() and not (path.is_file() and is_ours(path)):
+            what = "a folder" if path.is_dir() else "a file this tool did not write as a report"
+            raise DraError(f"{path} exists and is {what}; it is left alone: choose another --out")
+
+
+def _holds_keys(keys: tuple[str, ...]):
+    def check(path: Path) -> bool:
+        if path.stat().st_size > _MAX_REPORT_BYTES:
+            return False
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(d, dict) and all(k in d for k in keys)
+
+    return check
+
+
+def _is_report_markdown(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(16) == b"# Evaluation of "
+    except OSError:
+        return False
+
+
 def write_reports(report: dict, json_path: Path) -> tuple[Path, Path]:
     """report.json at `json_path` and report.md beside it (same stem), each replaced atomically."""
-    import json
-
     json_path = Path(json_path)
-    md_path = json_path.with_suffix(".md")
+    md_path = report_paths(json_path)["markdown"]
     atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
     atomic_write_text(md_path, render_markdown(report))
     return json_path, md_path

@@ -8,6 +8,7 @@ bench/evaluate_overhead.py times exactly this path.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,12 +17,18 @@ from pathlib import Path
 import pyautoattack
 import torch
 
-from dra_pipeline.atomic import atomic_write_text
+from dra_pipeline.atomic import atomic_write_text, check_writable
 from dra_pipeline.checkpoints import load_classifier
 from dra_pipeline.errors import DraError
 from dra_pipeline.evaluation.attacks import AUTOATTACK_STANDARD, check_norm, expand_attacks
 from dra_pipeline.evaluation.points import load_points
-from dra_pipeline.evaluation.report import build_report, model_info, write_reports
+from dra_pipeline.evaluation.report import (
+    build_report,
+    check_report_target,
+    model_info,
+    report_paths,
+    write_reports,
+)
 from dra_pipeline.evaluation.sanity import SanityConfig
 from dra_pipeline.evaluation.state import EvaluationState, state_key
 from dra_pipeline.evaluation.worst_case import Step
@@ -56,10 +63,12 @@ class EvaluationSettings:
     def check(self) -> None:
         """Refuse settings that cannot run, before anything is loaded or written."""
         names = self.attacks
-        if self.eps is not None and not self.eps > 0:
-            raise DraError(f"--eps must be positive (got {self.eps:g})")
+        if self.eps is not None and not 0 < self.eps < math.inf:
+            raise DraError(f"--eps must be positive and finite (got {self.eps:g})")
         if self.batch_size < 1:
             raise DraError(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.seed < 0:
+            raise DraError(f"--seed must be at least 0 (got {self.seed})")
         if self.model_info and names != list(AUTOATTACK_STANDARD):
             raise DraError("--model-info reports AutoAttack accuracy: use it with --attack autoattack")
 
@@ -88,6 +97,10 @@ def evaluate_checkpoint(
     checkpoint), progress to <out stem>.state.json so that rerunning resumes."""
     settings.check()
     s, attacks = settings, settings.attacks
+    out = Path(out) if out else Path(checkpoint).parent / "report.json"
+    check_report_target(out, model_info=s.model_info)  # before anything is loaded or written
+    check_writable(out, "report")
+    paths = report_paths(out)
     start = time.perf_counter()
     loaded = load_classifier(checkpoint, device)
     info = loaded.info
@@ -106,7 +119,6 @@ def evaluate_checkpoint(
         image_size=info.get("image_size"),
         channels=info["in_channels"],
     )
-    out = Path(out) if out else Path(checkpoint).parent / "report.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     sha256 = file_sha256(checkpoint)
     data = {k: v for k, v in points.description.items() if k != "path"}
@@ -121,7 +133,7 @@ def evaluate_checkpoint(
         device=device.type,
         pyautoattack=pyautoattack.__version__,
     )
-    state = EvaluationState.open(out.with_name(out.stem + ".state.json"), key=key)
+    state = EvaluationState.open(paths["state"], key=key)
     if state.discarded:
         echo(f"{state.path}: {state.discarded}; starting afresh")
     elif state.restored:
@@ -163,7 +175,7 @@ def evaluate_checkpoint(
     json_path, md_path = write_reports(report, out)
     info_path = None
     if s.model_info:
-        info_path = out.with_name(out.stem + "-model-info.json")
+        info_path = paths["model_info"]
         entry = model_info(report, name=Path(checkpoint).parent.name)
         atomic_write_text(info_path, json.dumps(entry, indent=2) + "\n")
     return Written(report, result, json_path, md_path, state.path, info_path)

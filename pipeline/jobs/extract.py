@@ -1,12 +1,16 @@
 """Stage one's wiring: a teacher name and image sources in, a complete (or resumable) feature store out.
 
-Opens the real source (the teacher's training set unless another is named) and any synthetic npz files, builds
-the teacher, resolves the channels to zero, creates the store or resumes the one made with the same settings, and
-fills this process's shards (rank r of W owns shards r, r + W, ...) with `stages.extract`.
+Checks the settings, opens the real source (the teacher's training set unless another is named) and any synthetic
+npz files, builds the teacher and runs it once with the requested views (so bad settings fail before any store is
+touched), resolves the channels to zero, then, holding the store's lock, creates the store or resumes the one made
+with the same settings (re-hashing its done shards and rewriting any that differ from their records), fills this
+process's shards (rank r of W owns shards r, r + W, ...) with `stages.extract`, and swaps in a complete
+replacement made with `--overwrite`.
 """
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dra_pipeline.atomic import check_writable
 from dra_pipeline.cache import FeatureStore
+from dra_pipeline.cache.store import DTYPES, check_target
 from dra_pipeline.data import open_source
 from dra_pipeline.data.indexed import IndexedImages
 from dra_pipeline.distributed import barrier, setup, teardown
@@ -22,6 +28,7 @@ from dra_pipeline.errors import DraError
 from dra_pipeline.jobs import ProgressFactory
 from dra_pipeline.stages.extract import extract
 from dra_pipeline.teachers import create_teacher, teacher_spec
+from dra_pipeline.teachers.base import VIEWS
 from dra_pipeline.teachers.massive import resolve_zero_channels
 
 NAMED_STORES = ("fashion-mnist", "cifar10", "cifar100")  # named datasets: the store is cache/<name>.zarr
@@ -48,8 +55,34 @@ class ExtractSettings:
     rows_per_shard: int = 4096
     dtype: str = "float16"
     limit: int | None = None  # only the first N rows (a trial store)
-    overwrite: bool = False  # replace a store made with other settings
+    overwrite: bool = False  # replace a store made with other settings (once the new one is complete)
     device: str = "auto"
+
+    def check(self) -> None:
+        """Refuse settings that cannot run, before any data is opened or anything written (one line each)."""
+        if not self.views:
+            raise DraError(f"--views names no view; choose from {', '.join(VIEWS)}")
+        twice = sorted({v for v in self.views if self.views.count(v) > 1})
+        if twice:
+            raise DraError(f"--views names {', '.join(twice)} more than once; name each view once")
+        unknown = [v for v in self.views if v not in VIEWS]
+        if unknown:
+            raise DraError(f"unknown view(s) {', '.join(unknown)} in --views; choose from {', '.join(VIEWS)}")
+        if self.sigma is not None and not 0 < self.sigma < math.inf:
+            raise DraError(f"--sigma must be a positive finite noise std (got {self.sigma})")
+        if self.t is not None and not 0 <= self.t < math.inf:
+            raise DraError(f"--t must be a finite timestep >= 0 (got {self.t})")
+        for option, value, least in (
+            ("--batch-size", self.batch_size, 1),
+            ("--rows-per-shard", self.rows_per_shard, 1),
+            ("--workers", self.workers, 1),
+            ("--seed", self.seed, 0),
+            ("--limit", 1 if self.limit is None else self.limit, 1),
+        ):
+            if value < least:
+                raise DraError(f"{option} must be at least {least} (got {value})")
+        if self.dtype not in DTYPES:
+            raise DraError(f"--dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
 
 
 @dataclass(frozen=True)
@@ -61,6 +94,7 @@ class Extracted:
     shards_written: int
     missing: int  # shards still missing (0: complete)
     rank: int  # this process's rank (only rank 0 reports)
+    repaired: int = 0  # done shards whose files differed from their records, extracted again
 
 
 def run_extract(
@@ -71,25 +105,29 @@ def run_extract(
 ) -> Extracted:
     """Fill the store `s` describes; rerunning resumes. progress(total_rows, label) gives a context whose value is
     called with the rows finished (only rank 0 is given one)."""
+    s.check()
     spec = teacher_spec(s.teacher)
     if s.sigma is not None and spec.noise_kind != "sigma":
         raise DraError(f"{spec.name} is told a timestep: use --t, not --sigma")
     if s.t is not None and spec.noise_kind != "t":
         raise DraError(f"{spec.name} is told a noise std: use --sigma, not --t")
-    if s.workers < 1:
-        raise DraError(f"--workers must be at least 1 (got {s.workers})")
     dist = setup(s.device)
     rank, world, device = dist.rank, dist.world, str(dist.device)
 
     real = open_source(s.data or spec.dataset, data_dir=data_dir)
     images = IndexedImages([real, *(open_source(p) for p in s.synthetic)])
     out = s.out or Path("cache") / f"{store_name(real)}.zarr"
+    check_target(out)  # a path that is not a store is never written, with or without --overwrite
+    check_writable(out, "store")
     noise = s.sigma if s.t is None else (int(s.t) if float(s.t).is_integer() else s.t)
     teacher = create_teacher(s.teacher, checkpoint=s.checkpoint, layer=s.layer, noise=noise, seed=s.seed, device=device)
     rows = len(images) if s.limit is None else min(s.limit, len(images))
     teacher.set_zero_channels(resolve_zero_channels(s.zero_channels, teacher, images))
     first_image, first_label = images.read(np.arange(1))
-    dim = teacher(first_image, first_label, np.arange(1)).shape[-1]  # the layer's width, whatever the spec says
+    probe = teacher(first_image, first_label, np.arange(1), views=s.views)  # every view, before any store is touched
+    if not torch.isfinite(probe).all():
+        raise DraError(f"{spec.name} gives NaN or Inf features at noise {teacher.noise:g}; check --sigma / --t")
+    dim = probe.shape[-1]  # the layer's width, whatever the spec says
     autocast = dist.device.type == "cuda"
     if autocast:
         teacher.to(memory_format=torch.channels_last)
@@ -109,32 +147,39 @@ def run_extract(
         rows_per_shard=s.rows_per_shard,
         limit=s.limit,
     )
-    if rank == 0:
-        store = FeatureStore.create_or_resume(out, overwrite=s.overwrite, **create_kw)
-    barrier(dist)
-    if rank != 0:
-        store = FeatureStore.open(out, mode="r+")
-    owned = range(rank, store.layout.num_shards, world)
-    todo_rows = sum(np.diff(store.layout.shard_rows(k))[0] for k in store.missing_shards() if k in set(owned))
-    label = f"extract {spec.name}" + (f" rank {rank}" if world > 1 else "")
-    bar = progress(int(todo_rows), label) if progress is not None and rank == 0 else nullcontext(None)
-    with bar as update:
-        written = extract(
-            teacher,
-            images,
-            store,
-            views=s.views,
-            batch_size=s.batch_size,
-            shards=owned,
-            autocast=autocast,
-            workers=s.workers,
-            teacher_labels=s.teacher_labels,
-            progress=update,
-        )
-    barrier(dist)  # every rank's shards are written before rank 0 reports
-    teardown(dist)
-    missing = len(FeatureStore.open(out).missing_shards()) if rank == 0 else -1
-    return Extracted(out, store.layout.rows, tuple(s.views), dim, len(written), missing, rank)
+    repaired: list[int] = []
+    with FeatureStore.writer(out) if rank == 0 else nullcontext():  # a second extract of `out` waits or refuses
+        if rank == 0:
+            store = FeatureStore.create_or_resume(out, overwrite=s.overwrite, **create_kw)
+            repaired = store.repair(create_kw["labels"])  # a damaged done shard is extracted again
+        barrier(dist)
+        if rank != 0:
+            store = FeatureStore.open_for_writing(out, **create_kw)
+        owned = range(rank, store.layout.num_shards, world)
+        todo_rows = sum(np.diff(store.layout.shard_rows(k))[0] for k in store.missing_shards() if k in set(owned))
+        label = f"extract {spec.name}" + (f" rank {rank}" if world > 1 else "")
+        bar = progress(int(todo_rows), label) if progress is not None and rank == 0 else nullcontext(None)
+        with bar as update:
+            written = extract(
+                teacher,
+                images,
+                store,
+                views=s.views,
+                batch_size=s.batch_size,
+                shards=owned,
+                autocast=autocast,
+                workers=s.workers,
+                teacher_labels=s.teacher_labels,
+                progress=update,
+            )
+        barrier(dist)  # every rank's shards are written before rank 0 reports
+        teardown(dist)
+        missing = -1
+        if rank == 0:
+            missing = len(FeatureStore.open(store.path).missing_shards())
+            if not missing:
+                store = store.publish()  # a replacement made with --overwrite takes the old store's place
+    return Extracted(store.path, store.layout.rows, tuple(s.views), dim, len(written), missing, rank, len(repaired))
 
 
 def store_name(source) -> str:

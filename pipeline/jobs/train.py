@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from tqdm import tqdm
 
 from dra_pipeline import checkpoints
+from dra_pipeline.atomic import check_writable
 from dra_pipeline.cache import FeatureStore
-from dra_pipeline.data import SourceSpec, open_source
+from dra_pipeline.data import NAMED, SourceSpec, open_source, source_kind
 from dra_pipeline.data.batches import BatchLoader, BatchPlan, target_views
 from dra_pipeline.data.indexed import IndexedImages
 from dra_pipeline.distributed import barrier, broadcast, setup, teardown
@@ -33,6 +35,10 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
     The store's first source is the real training set; any further sources are synthetic (DM-AT npz). No
     teacher is imported or built unless cfg.dra.online_teacher asks for one.
     """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DraError(f"--out {out} is a file; a run directory is a folder: choose another --out")
+    check_writable(out, "run directory")
     dist = setup(cfg.train.device)
     device = dist.device
     if device.type == "cuda":  # fp32 as DM-AT trains, with TF32 matmuls and convolutions (its PyTorch's default)
@@ -42,16 +48,19 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
             f"train.batch_size {cfg.train.batch_size} is the global batch: it must divide evenly over "
             f"{dist.world} processes"
         )
-    store = None
+    store, identity = None, None
     if features is not None:
         store = FeatureStore.open(features)
         missing = store.missing_shards()
         if missing:
             raise DraError(f"{features}: {len(missing)} shards are not extracted yet; finish `extract` first")
-        sources = [open_source(SourceSpec.from_dict(s), data_dir=data_dir) for s in store.sources]
-        store.check({"sources": [s.describe() for s in sources]})
+        check_dataset(cfg.data.dataset, store.sources[0], features)
         if store.attrs.get("limit"):
             raise DraError(f"{features} covers only the first {store.layout.rows} rows (--limit); use a full store")
+        sources = [open_source(SourceSpec.from_dict(s), data_dir=data_dir) for s in store.sources]
+        store.check({"sources": [s.describe() for s in sources]})
+        identity = store.identity()
+        check_same_store(out, identity, features)
     else:
         sources = [open_source(cfg.data.dataset, data_dir=data_dir), *(open_source(p) for p in cfg.data.synthetic)]
     images = IndexedImages(sources)
@@ -116,7 +125,11 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
     if state.head is not None:
         state.head.to(device)
     run = RunDir(out)
-    config = {**cfg.to_dict(), "features": str(features) if features else None}
+    config = {
+        **cfg.to_dict(),
+        "features": str(features) if features else None,
+        "store_identity": identity,  # a resume must read the same store (check_same_store)
+    }
     resume = run.start(config, device=str(device)) if dist.rank == 0 else None
     barrier(dist)  # rank 0 has created (or checked) the run directory
     if dist.rank != 0:
@@ -163,6 +176,32 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
             f"done: {out} (best EMA validation PGD-{cfg.attack.val_steps} accuracy {state.best_robust:.3f}, n={n_val})"
         )
     return state
+
+
+def check_dataset(dataset: str, real: dict, features: Path) -> None:
+    """The config's data.dataset must name the store's real source: the same named dataset and split, or the same
+    kind of file or folder (its path may differ: data moves between machines, fingerprints guard the content)."""
+    kind, split = source_kind(dataset)
+    if kind == real["kind"] and (kind not in NAMED or split == real.get("split")):
+        return
+    have = f"{real['kind']}:{real.get('split')}" if real["kind"] in NAMED else f"{real['kind']}:{real['path']}"
+    raise DraError(
+        f"the config's data.dataset is {dataset!r} but {features} was extracted from {have}; "
+        f"pass the matching --config or --set data.dataset={have.removesuffix(':train')}"
+    )
+
+
+def check_same_store(out: Path, identity: str, features: Path) -> None:
+    """A run resumes only on the store it started on: refuse when out/config.yaml records another store identity."""
+    try:
+        recorded = yaml.safe_load((out / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return  # no run there yet (or not a run: RunDir says so)
+    if isinstance(recorded, dict) and recorded.get("store_identity") not in (None, identity):
+        raise DraError(
+            f"{out} was trained on a store with identity {recorded['store_identity']} but {features} now holds "
+            f"{identity} (re-extracted or replaced since); resume on the original store, or choose another --out"
+        )
 
 
 def validation_rows(n_real: int, n_val: int, how: str):
