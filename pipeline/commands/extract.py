@@ -28,8 +28,7 @@ def _views(_ctx, _param, text: str) -> tuple[str, ...]:
 )
 @click.option("--zero-channels", default="none", show_default=True, help="auto, none, or a comma list of channels.")
 @click.option("--seed", type=COUNT0, default=0, show_default=True, help="Row r's noise comes from (seed, r).")
-@click.option("--teacher-labels", type=click.Choice(["true", "fixed"]), default="true", show_default=True,
-              help="A conditional teacher is told each image's label, or class 0 for all.")
+@click.option("--teacher-labels", type=click.Choice(["true", "fixed"]), default="true", help="Label told: true or 0.")
 @click.option("--batch-size", type=COUNT1, default=256, show_default=True)
 @click.option("--workers", type=COUNT1, default=1, show_default=True, help="Threads decoding images (JPEG folders).")
 @click.option("--rows-per-shard", type=COUNT1, default=4096, show_default=True)
