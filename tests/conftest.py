@@ -11,7 +11,7 @@ from tests.http_server import FileServer
 
 @pytest.fixture(autouse=True)
 def fingerprint_cache(tmp_path_factory, monkeypatch):
-    """Folder fingerprints are remembered in a per-session temporary folder, never in the user's home."""
+    """Folder fingerprints are remembered in a temporary folder of the test run, never in the user's home."""
     monkeypatch.setenv("DRA_FINGERPRINT_CACHE", str(tmp_path_factory.getbasetemp() / "fingerprint-cache"))
 
 

@@ -305,9 +305,9 @@ def test_wilson_interval():
     assert wilson(10, 10)[1] == pytest.approx(1) and wilson(0, 0) == (0.0, 1.0)
 
 
-def test_flags_of_an_interrupted_session_are_still_reported():
+def test_flags_of_an_interrupted_evaluation_are_still_reported():
     x, y = em.synthetic(10)
-    state = EvaluationState("k", flags=["it seems to be a randomized defense! (earlier session)"])
+    state = EvaluationState("k", flags=["it seems to be a randomized defense! (earlier run)"])
     result = evaluate(
         em.sensible(),
         x,
@@ -321,7 +321,7 @@ def test_flags_of_an_interrupted_session_are_still_reported():
         device="cpu",
         state=state,
     )
-    assert result.flags == ["it seems to be a randomized defense! (earlier session)"] and state.flags == result.flags
+    assert result.flags == ["it seems to be a randomized defense! (earlier run)"] and state.flags == result.flags
 
 
 @pytest.mark.parametrize(("attack", "starts"), [("apgd-t", "target class"), ("fab-t", "restart 0 - target_class")])

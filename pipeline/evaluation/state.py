@@ -33,7 +33,7 @@ class AttackProgress:
     todo: list[int]  # point indices the attack was given (robust when it started), in order
     batches_done: int = 0  # batches of `todo` (batch_size each) finished
     broken: list[int] = field(default_factory=list)  # points it made misclassified, in order found
-    seconds: float = 0.0  # wall time spent on its finished batches, over all sessions
+    seconds: float = 0.0  # wall time spent on its finished batches, summed over resumed runs
 
 
 @dataclass
