@@ -131,7 +131,6 @@ def timed_run(args) -> None:
                 device=torch.device(args.device),
                 out=Path(tmp) / "report.json",
                 data_dir=args.data_dir,
-                echo=lambda line: None,
             )
             return done.evaluation.worst.robust
 

@@ -1,6 +1,6 @@
 """Do generated images show their intended class? A small CNN trained on real Fashion-MNIST is scored on them.
 
-    dra-pipeline generate --teacher edm-fmnist --count 1000 --out fmnist-gen-1000.npz --seed 0
+    dra-pipeline generate --teacher edm-fmnist --n 1000 --out fmnist-gen-1000.npz --seed 0
     python bench/generate_cas.py --samples fmnist-gen-1000.npz [--seed 0] [--epochs 3]
 
 Trains the CNN (2 conv layers, ~0.4 M parameters, Adam) on the 60 k real training images, then reports its

@@ -337,7 +337,7 @@ def main() -> None:
                 "generate",
                 "--teacher",
                 "edm-fmnist",
-                "--count",
+                "--n",
                 str(args.synthetic),
                 "--out",
                 str(synthetic),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from dra_pipeline.commands.options import verbosity
 from dra_pipeline.errors import DraError
 
 
@@ -32,6 +33,7 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dra-pipeline")
+@verbosity
 def main():
     """Adversarial training with diffusion representation alignment (DRA), as a feature-caching pipeline."""
 

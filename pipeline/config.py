@@ -34,7 +34,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "small-cnn"  # see pipeline/models
+    name: str = "small-cnn"  # a name in pipeline/models, or timm:ARCH (any timm architecture)
     checkpoint: str = ""  # timm students: a weights file, or timm:ARCH.TAG for timm's pretrained weights ("" = scratch)
 
 
@@ -145,18 +145,18 @@ def _coerce(value, hint, key: str):
                 raise ValueError
             return int(value)
         if hint is float:
-            return float(_fraction(value))
+            return fraction(value)
         return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, ZeroDivisionError):
         raise DraError(f"{key} must be {hint.__name__}, not {value!r}") from None
 
 
-def _fraction(value):
-    """Allow '8/255' for pixel budgets."""
+def fraction(value) -> float:
+    """A number, or a fraction written a/b for pixel budgets ('8/255'); ValueError (or ZeroDivisionError) if not."""
     if isinstance(value, str) and "/" in value:
         num, den = value.split("/", 1)
         return float(num) / float(den)
-    return value
+    return float(value)
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, object]) -> Config:

@@ -29,6 +29,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
@@ -37,6 +38,7 @@ from tqdm import tqdm
 
 from dra_pipeline.errors import FetchError
 from dra_pipeline.hashing import file_digest
+from dra_pipeline.logs import bars_disabled
 from dra_pipeline.version import __version__
 
 TIMEOUT_S = 60.0  # socket timeout for connecting and for each read; a stalled server counts as a dropped connection
@@ -211,8 +213,7 @@ def download(remote: Remote, dest: str | os.PathLike, *, quiet: bool = False) ->
     url = resolve_url(remote.url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    # tqdm reads TQDM_DISABLE once at import; reading it here lets it change at run time (and in tests)
-    disable = quiet or bool(os.environ.get("TQDM_DISABLE"))
+    disable = quiet or bars_disabled()  # TQDM_DISABLE read now: tqdm reads it once, at import
     with tqdm(
         desc=remote.filename, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, disable=disable
     ) as bar:
@@ -344,6 +345,21 @@ def hub_url(repo_id: str, filename: str) -> str:
     return f"{endpoint}/{repo_id}/resolve/main/{filename}"
 
 
+@contextmanager
+def _hub_bars():
+    """huggingface_hub's bars hidden while `bars_disabled()` (it passes its own `disable=`, overriding TQDM_DISABLE)."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    hide = bars_disabled() and not are_progress_bars_disabled()
+    if hide:
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if hide:
+            enable_progress_bars()
+
+
 def hub_file(repo_id: str, *filenames: str, instead: str = "") -> Path:
     """The first of `filenames` that the Hugging Face model repo `repo_id` holds, as a path in the hub cache.
 
@@ -368,7 +384,8 @@ def hub_file(repo_id: str, *filenames: str, instead: str = "") -> Path:
     unreachable = None
     for name in filenames:
         try:
-            return Path(hf_hub_download(repo_id, name, cache_dir=cache, local_files_only=why is not None))
+            with _hub_bars():
+                return Path(hf_hub_download(repo_id, name, cache_dir=cache, local_files_only=why is not None))
         except RepositoryNotFoundError:
             raise FetchError(
                 f"{repo_id}: no such Hugging Face repo, or a gated or private one (log in with `hf auth login`)"

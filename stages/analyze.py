@@ -7,6 +7,7 @@ computes, is pipeline/analysis (one module per analysis, registered once); which
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -15,6 +16,8 @@ from matplotlib.figure import Figure
 from dra_pipeline.analysis import ANALYSES
 from dra_pipeline.analysis.context import Context
 from dra_pipeline.errors import DraError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,14 +51,14 @@ def analyze(ctx: Context) -> Analysis:
         if spec.needs_teacher and ctx.teacher is None:
             out.notes[name] = ["skipped: no teacher (the store's teacher could not be rebuilt, or no store)"]
             continue
-        ctx.log(f"{name} ...")
+        log.info(f"{name} ...")
         start = time.perf_counter()
         metrics, fig, notes = spec.run(ctx)
         out.seconds[name] = round(time.perf_counter() - start, 2)
         out.metrics[name], out.figures[name] = metrics, fig
         if notes:
             out.notes[name] = notes
-        ctx.log(f"{name} done in {out.seconds[name]:.1f} s")
+        log.info(f"{name} done in {out.seconds[name]:.1f} s")
     if "test" in ctx._cache:
         v = ctx.test_views()
         out.accuracy = {"clean": v.accuracy, "pgd": v.adv_accuracy, "n": len(v.x), "pgd_steps": ctx.settings.pgd_steps}

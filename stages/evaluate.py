@@ -19,7 +19,7 @@ from dra_pipeline.evaluation.attacks import (
     check_norm,
     expand_attacks,
 )
-from dra_pipeline.evaluation.sanity import Check, SanityConfig, run_sanity
+from dra_pipeline.evaluation.sanity import Check, EpsGrid, SanityConfig, eps_curve, run_sanity
 from dra_pipeline.evaluation.state import EvaluationState
 from dra_pipeline.evaluation.worst_case import Step, WorstCase, worst_case
 
@@ -35,6 +35,7 @@ class Evaluation:
     flags: list[str]  # AutoAttack's warnings raised while attacking
     sanity: list[Check] | None  # None unless asked for
     seconds: float
+    eps_grid: EpsGrid | None = None  # accuracy against eps, when asked for
 
 
 def evaluate(
@@ -51,10 +52,12 @@ def evaluate(
     device: torch.device | str,
     state: EvaluationState | None = None,
     sanity: SanityConfig | None = None,
+    eps_grid: Sequence[float] | None = None,
     progress: Callable[[Step], None] | None = None,
 ) -> Evaluation:
     """Clean accuracy and the worst case over `attacks` ('autoattack' = APGD-CE, APGD-T, FAB-T, Square) of
-    `model` on images (N, C, H, W) in [0, 1] with labels (N,) and dataset rows (N,); `sanity` adds the checks.
+    `model` on images (N, C, H, W) in [0, 1] with labels (N,) and dataset rows (N,); `sanity` adds the checks,
+    `eps_grid` (radii, pixels in [0, 1]) the accuracy against eps on the same points (sanity.eps_curve).
 
     The model must be in eval mode (it is never switched here). `state` resumes and records progress.
     """
@@ -92,7 +95,12 @@ def evaluate(
             config=sanity,
             flags=flags,
         )
-    return Evaluation(norm, eps, seed, batch_size, str(device), worst, list(flags), checks, time.perf_counter() - t0)
+    curve = None
+    if eps_grid:
+        kw = dict(norm=norm, grid=eps_grid, seed=seed, device=device, batch_size=batch_size, progress=progress)
+        curve = eps_curve(model, images, labels, rows, **kw)
+    seconds = time.perf_counter() - t0
+    return Evaluation(norm, eps, seed, batch_size, str(device), worst, list(flags), checks, seconds, curve)
 
 
 def _square_after_white_box(worst: WorstCase) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from dra_pipeline.models import Classifier
 from dra_pipeline.pgd import batch_norm_momentum, cw_loss, pgd_linf
 from dra_pipeline.run_dir import RunDir
 from dra_pipeline.seeding import keyed_generator
+
+log = logging.getLogger(__name__)
 
 NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 
@@ -259,7 +262,6 @@ def train(
     model: nn.Module | None = None,
     online_targets: Callable[[np.ndarray, np.ndarray], torch.Tensor] | None = None,
     progress: Callable[[int], None] | None = None,
-    log: Callable[[str], None] = print,
 ) -> TrainState:
     """Train from state.epoch to cfg.train.epochs; checkpoint, validate and log at every epoch end (rank 0 writes).
 
@@ -334,7 +336,7 @@ def train(
             run.save(checkpoints.LAST, {**state.state_dict(), "stats": record})
             run.log(record)
             mark = "  *best" if best else ""
-            log(
+            log.info(
                 f"epoch {state.epoch}/{t.epochs}  loss {record['loss']:.4f}  align {record['align']:.4f}  "
                 f"train adv acc {record['adv_acc']:.3f}  val clean {val_clean:.3f}  val PGD-{a.val_steps} "
                 f"{val_robust:.3f} (n={len(val[0])}){mark}  {record['epoch_s']:.0f} s"

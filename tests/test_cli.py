@@ -64,13 +64,13 @@ def test_cache_info_verify_export(tmp_path):
     assert info.exit_code == 0 and "5 of 5 done" in info.output and '"teacher": "tiny"' in info.output
     verify = runner.invoke(main, ["cache", "verify", str(tmp_path / "s.zarr")])
     assert verify.exit_code == 0 and "ok: 5 shards" in verify.output
-    export = runner.invoke(main, ["cache", "export", str(tmp_path / "s.zarr"), "--to", str(tmp_path / "f.h5")])
+    export = runner.invoke(main, ["cache", "export", str(tmp_path / "s.zarr"), "--out", str(tmp_path / "f.h5")])
     assert export.exit_code == 0, export.output
     with h5py.File(tmp_path / "f.h5") as f:
         np.testing.assert_array_equal(f["features"][()], expected())
         np.testing.assert_array_equal(f["labels"][()], np.arange(300) % 10)
         assert '"teacher": "tiny"' in f.attrs["dra"]
-    again = runner.invoke(main, ["cache", "export", str(tmp_path / "s.zarr"), "--to", str(tmp_path / "f.h5")])
+    again = runner.invoke(main, ["cache", "export", str(tmp_path / "s.zarr"), "--out", str(tmp_path / "f.h5")])
     assert_one_line_error(again, "already exists; pass --overwrite")
 
 
@@ -90,7 +90,7 @@ def test_cache_info_and_verify_name_a_shard_without_its_record(tmp_path):
 
 def test_cache_export_refuses_an_incomplete_store_and_writes_nothing(tmp_path):
     store = str(store_without_its_last_record(tmp_path))
-    export = CliRunner().invoke(main, ["cache", "export", store, "--to", str(tmp_path / "f.h5")])
+    export = CliRunner().invoke(main, ["cache", "export", store, "--out", str(tmp_path / "f.h5")])
     assert_one_line_error(export, "1 shards are not done")
     assert not (tmp_path / "f.h5").exists() and not list(tmp_path.glob(".f.h5*"))
 

@@ -60,7 +60,7 @@ def test_two_processes_with_batch_norm_train_and_resume(tmp_path, store):
     _train(args, launcher=fixtures.TORCHRUN_TWO)
     first = (tmp_path / "bn" / "last.pt").read_bytes()
     proc = _train(args, launcher=fixtures.TORCHRUN_TWO)
-    assert "resuming" in proc.stdout and (tmp_path / "bn" / "last.pt").read_bytes() == first
+    assert "resuming" in proc.stderr and (tmp_path / "bn" / "last.pt").read_bytes() == first
     stats = [json.loads(line) for line in (tmp_path / "bn" / "stats.jsonl").read_text().splitlines()]
     assert [s["epoch"] for s in stats] == [1, 2]
 

@@ -175,7 +175,7 @@ def test_edm_offline_names_the_url_and_path_and_cifar100_has_no_download(server,
 
 def test_extract_edm_cifar10_from_an_empty_folder(server, work, tmp_path, monkeypatch):
     files = published.serve_cifar10_and_edm(server, monkeypatch, tmp_path / "published")
-    args = ["extract", "--teacher", "edm-cifar10", "--limit", "64", "--batch-size", "16"]
+    args = ["extract", "--teacher", "edm-cifar10", "--n", "64", "--batch-size", "16"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     store = FeatureStore.open(work / "cache" / "cifar10.zarr")

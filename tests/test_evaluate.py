@@ -130,8 +130,10 @@ BAD_INPUTS = [
     (["--run", "runs/empty"], "no best-ema.pt"),
     (["--run", "runs/new", "--checkpoint", "runs/new/best-ema.pt"], "not both"),
     (["--attack", "apgd-cee"], "unknown attack 'apgd-cee'; did you mean 'apgd-ce'?"),
-    (["--eps", "0"], "--eps must be positive"),
-    (["--eps", "-0.1"], "--eps must be positive"),
+    (["--eps", "0"], "'--eps': '0' is not a positive finite number or a fraction such as 8/255"),
+    (["--eps", "-0.1"], "'--eps': '-0.1' is not a positive"),
+    (["--eps", "8/0"], "'--eps': '8/0' is not a positive"),
+    (["--eps-grid", "0,x"], "expected a comma list of radius values, got '0,x'"),
     (["--n", "0"], "--n must be at least 1"),
     (["--n", "13"], "--n 13 exceeds the 12 images"),
     (["--norm", "L2", "--attack", "pgd"], "L-inf attacks"),
@@ -343,3 +345,36 @@ def test_progress_lines_name_the_attack_its_batch_and_the_robust_count(workdir):
     assert any(line.startswith("  apgd-ce batch 1/1: starting, robust 16.67 % (2/12)") for line in lines), lines
     assert any(line.startswith("  apgd-t batch 1/1: target class") for line in lines), lines
     assert any(line.startswith("  apgd-t   robust") for line in lines), lines
+
+
+def test_eps_grid_draws_accuracy_against_eps_on_the_same_points(workdir):
+    """--eps-grid takes fractions; each radius gets one accuracy (the worst case up to it: non-increasing) in
+    report.json and report.md, and <out stem>-eps-grid.png decodes; a file this tool did not write there is kept."""
+    from PIL import Image
+
+    grid = "0,1/255,2/255,4/255,8/255"
+    args = ["--run", "runs/plain", "--attack", "fgsm", "--eps", "8/255", "--eps-grid", grid, "--out", "out/g.json"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(Path("out/g.json").read_text())
+    assert report["attack"]["eps"] == pytest.approx(8 / 255)
+    curve = report["eps_grid"]
+    assert curve["eps"] == pytest.approx([0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]) and curve["attack"] == "pgd-20"
+    assert len(curve["robust"]) == len(curve["alone"]) == 5 and curve["n"] == 12
+    assert all(b <= a for a, b in zip(curve["robust"], curve["robust"][1:]))
+    assert curve["robust"][0] == report["clean"]["accuracy"]  # eps 0: the clean image alone
+    with Image.open("out/g-eps-grid.png") as png:
+        png.load()
+        assert png.format == "PNG" and png.size[0] > 100
+    markdown = Path("out/g.md").read_text()
+    assert (
+        "## Accuracy against eps (pgd-20, n 12)" in markdown
+        and "![robust accuracy against eps](g-eps-grid.png)" in markdown
+    )
+    assert "out/g-eps-grid.png" in result.stdout and "pgd-20 robust accuracy by eps: 0 " in result.stdout
+
+    assert invoke(*args).exit_code == 0  # its own figure is replaced
+    Path("out/g-eps-grid.png").write_bytes(b"\x89PNG someone else's figure")
+    refused = invoke(*args)
+    assert_one_line_error(refused, "out/g-eps-grid.png exists and is a file this tool did not write")
+    assert Path("out/g-eps-grid.png").read_bytes() == b"\x89PNG someone else's figure"

@@ -107,16 +107,16 @@ def torch_full(n, value):
 def test_rerun_resumes_and_other_settings_are_refused(tmp_path, data):
     d, synth = data
     out = tmp_path / "s.zarr"
-    assert run_cli(*base_args(d, synth, out, "--limit", 40)).exit_code == 0
+    assert run_cli(*base_args(d, synth, out, "--n", 40)).exit_code == 0
     first = shard_hashes(out)
     (out / "done" / "000001.json").unlink()
-    again = run_cli(*base_args(d, synth, out, "--limit", 40))
+    again = run_cli(*base_args(d, synth, out, "--n", 40))
     assert again.exit_code == 0 and "wrote 1 shards, complete" in again.output
     assert shard_hashes(out) == first
-    other = run_cli(*base_args(d, synth, out, "--limit", 40, "--seed", 1))
+    other = run_cli(*base_args(d, synth, out, "--n", 40, "--seed", 1))
     assert other.exit_code != 0 and "seed is 0 in the store but 1 was expected" in other.output
     assert "pass --overwrite" in other.output and shard_hashes(out) == first
-    replaced = run_cli(*base_args(d, synth, out, "--limit", 40, "--seed", 1, "--overwrite"))
+    replaced = run_cli(*base_args(d, synth, out, "--n", 40, "--seed", 1, "--overwrite"))
     assert replaced.exit_code == 0 and shard_hashes(out) != first
 
 
@@ -218,7 +218,7 @@ def test_teacher_labels_fixed_tells_a_conditional_teacher_class_zero(tmp_path, f
     stores = {}
     for told in ("true", "fixed"):
         out = tmp_path / f"{told}.zarr"
-        args = ("--teacher", "edm-fmnist", "--data-dir", d, "--out", out, "--limit", 16, "--rows-per-shard", 16)
+        args = ("--teacher", "edm-fmnist", "--data-dir", d, "--out", out, "--n", 16, "--rows-per-shard", 16)
         assert run_cli(*args, "--teacher-labels", told, "--device", "cpu").exit_code == 0
         stores[told] = FeatureStore.open(out)
     rows = np.arange(16)

@@ -197,12 +197,12 @@ def test_generate_command_with_a_tiny_checkpoint(tmp_path):
         ckpt,
     )
     out = tmp_path / "synth.npz"
-    args = ["generate", "--checkpoint", str(ckpt), "--count", "12", "--out", str(out), "--steps", "2"]
+    args = ["generate", "--checkpoint", str(ckpt), "--n", "12", "--out", str(out), "--steps", "2"]
     result = CliRunner().invoke(main, [*args, "--batch-size", "5"])
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output
     src = open_source(str(out))
     assert src.image_shape == (14, 14, 1) and src.labels.tolist() == [i % 10 for i in range(12)]
     assert_one_line_error(CliRunner().invoke(main, args), "already exists")
-    tiny = CliRunner().invoke(main, ["generate", "--teacher", "tiny", "--count", "2", "--out", str(tmp_path / "t.npz")])
+    tiny = CliRunner().invoke(main, ["generate", "--teacher", "tiny", "--n", "2", "--out", str(tmp_path / "t.npz")])
     assert_one_line_error(tiny, "EDM-family")

@@ -1,6 +1,6 @@
 """The package's layers import one way, and no modules import each other in a cycle (lazy imports included).
 
-    API (the package __init__) -> CLI (cli, __main__, commands) -> wiring (jobs) -> stages -> library (the rest)
+    CLI (cli, __main__, commands) -> API (the package __init__, api) -> wiring (jobs) -> stages -> library (the rest)
 
 A module may import its own layer or any layer below it, never one above. Imports inside `if TYPE_CHECKING:` are
 type annotations, not imports at run time, and are left out. Module names follow pyproject's package-dir, so the
@@ -13,7 +13,7 @@ from pathlib import Path
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("library", "stages", "wiring", "cli", "api")
+LAYERS = ("library", "stages", "wiring", "api", "cli")
 
 
 def package_dirs() -> dict[str, Path]:
@@ -35,7 +35,7 @@ def module_files() -> dict[str, Path]:
 
 
 def layer(module: str) -> str:
-    if module == "dra_pipeline":
+    if module in ("dra_pipeline", "dra_pipeline.api"):
         return "api"
     if module in ("dra_pipeline.cli", "dra_pipeline.__main__") or module.startswith("dra_pipeline.commands"):
         return "cli"

@@ -96,7 +96,7 @@ def test_extract_overwrite_never_deletes_a_folder_that_is_not_a_store(tmp_path, 
     (tmp_path / "d" / "thesis.txt").write_text("x\n")
     before = snapshot(tmp_path)
     for extra in ((), ("--overwrite",)):
-        line = error_line(invoke(*extract_args(data, tmp_path / "d", "--limit", 32, *extra)))
+        line = error_line(invoke(*extract_args(data, tmp_path / "d", "--n", 32, *extra)))
         assert "exists and is not a feature store" in line and "--overwrite" not in line
         assert not changes(before, snapshot(tmp_path))
 
@@ -109,7 +109,7 @@ def test_extract_overwrite_never_deletes_a_folder_that_is_not_a_store(tmp_path, 
         (("--sigma", "nan"), "--sigma must be a positive finite noise std"),
         (("--sigma", "-1"), "--sigma must be a positive finite noise std"),
         (("--batch-size", "-1"), "'--batch-size': -1 is not in the range x>=1"),
-        (("--limit", "-5"), "'--limit': -5 is not in the range x>=1"),
+        (("--n", "-5"), "'--n': -5 is not in the range x>=1"),
         (("--layer", "no.such.layer"), "has no layer 'no.such.layer'"),
     ],
 )

@@ -192,7 +192,7 @@ def test_probe_command_needs_test_data_for_a_file_source(tmp_path):
 
 def test_massive_channels_command(fmnist_dir):
     d, _ = fmnist_dir
-    args = ["teacher", "massive-channels", "--teacher", "tiny-gray", "--data-dir", str(d), "--n", "8", "--top", "4"]
+    args = ["teacher", "massive-channels", "--teacher", "tiny-gray", "--data-dir", str(d), "--n", "8", "--top-n", "4"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()

@@ -7,6 +7,7 @@ on which others ran before it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,8 @@ from dra_pipeline.analysis.sae import EXPANSION, LR, STEPS
 from dra_pipeline.analysis.teacher_features import batched_teacher_features
 from dra_pipeline.models import Classifier
 from dra_pipeline.teachers import Teacher
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,6 @@ class Context:
     views: tuple[str, ...]  # the store's views
     teacher: Teacher | None  # the network the store was made with, or None
     settings: Settings = field(default_factory=Settings)
-    log: object = print
     _cache: dict = field(default_factory=dict)
 
     def _cached(self, key: str, compute):
@@ -68,7 +70,7 @@ class Context:
         s = self.settings
 
         def compute():
-            self.log(f"PGD-{s.pgd_steps} on {len(self.test.x)} test images")
+            log.info(f"PGD-{s.pgd_steps} on {len(self.test.x)} test images")
             return pgd_views(
                 self.model,
                 self.test.x,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from dra_pipeline.commands.options import COUNT0, DATA_DIR, DEVICE, comma_list
+from dra_pipeline.commands.options import COUNT0, DATA_DIR, DEVICE, verbosity
+from dra_pipeline.commands.types import comma_list
 
 
 @click.command("analyze")
@@ -21,6 +22,7 @@ from dra_pipeline.commands.options import COUNT0, DATA_DIR, DEVICE, comma_list
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN/analysis).")
 @DEVICE
 @DATA_DIR
+@verbosity
 def analyze(run, features, what, n, seed, pgd_steps, probe_n, sae_steps, out, device, data_dir):
     """Representation analyses of a trained classifier: alignment/uniformity, classification dimension, CKNNA
     with the teacher features, TopK SAEs, frequency saliency, and a linear probe on the teacher (clean and PGD).
@@ -32,8 +34,7 @@ def analyze(run, features, what, n, seed, pgd_steps, probe_n, sae_steps, out, de
 
     what = tuple(what) if what else None
     settings = Settings(what=what, seed=seed, pgd_steps=pgd_steps, probe_attack_n=probe_n, sae_steps=sae_steps)
-    log = lambda message: click.echo(message, err=True)  # noqa: E731
     md, figures, wall = run_analyze(
-        run, features=features, settings=settings, n=n, out=out, device=device, data_dir=data_dir, log=log
+        run, features=features, settings=settings, n=n, out=out, device=device, data_dir=data_dir
     )
     click.echo(f"wrote {md} ({figures} figures) in {wall} s")

@@ -1,13 +1,14 @@
 """`dra-pipeline cache`: inspect, verify and export feature stores."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import click
 
+from dra_pipeline.commands.options import verbosity
+
 
 @click.group()
+@verbosity
 def cache():
     """Feature stores: inspect, verify, export."""
 
@@ -17,16 +18,17 @@ STORE = click.argument("path", type=click.Path(path_type=Path))
 
 @cache.command("info")
 @STORE
+@verbosity
 def cache_info(path: Path):
     """Shape, dtype, provenance and shards done/missing of the store at PATH."""
     from dra_pipeline.cache import FeatureStore
 
-    for line in FeatureStore.open(path).summary():
-        click.echo(line)
+    click.echo("\n".join(FeatureStore.open(path).summary()))
 
 
 @cache.command("verify")
 @STORE
+@verbosity
 def cache_verify(path: Path):
     """Re-hash every shard file (index and checksum included) against its completion record and the labels
     against their creation hash; exit 1 on any mismatch or missing shard."""
@@ -45,12 +47,13 @@ def cache_verify(path: Path):
 
 @cache.command("export")
 @STORE
-@click.option("--to", "target", required=True, type=click.Path(dir_okay=False, path_type=Path), help="HDF5 file.")
-@click.option("--overwrite", is_flag=True, help="Replace TARGET if it exists.")
-def cache_export(path: Path, target: Path, overwrite: bool):
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="HDF5 file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@verbosity
+def cache_export(path: Path, out: Path, overwrite: bool):
     """Copy a complete store into one HDF5 file (features, labels, provenance) for sharing."""
     from dra_pipeline.cache import FeatureStore
     from dra_pipeline.cache.export import export_hdf5
 
-    export_hdf5(FeatureStore.open(path), target, overwrite=overwrite)
-    click.echo(f"wrote {target}")
+    export_hdf5(FeatureStore.open(path), out, overwrite=overwrite)
+    click.echo(f"wrote {out}")

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
-from dra_pipeline.commands.options import DATA_DIR
+from dra_pipeline.commands.options import DATA_DIR, verbosity
 
 
 @click.group()
+@verbosity
 def data():
     """Image sources: inspect them, convert DM-AT npz files."""
 
@@ -17,6 +18,7 @@ def data():
 @data.command("info")
 @click.argument("source")
 @DATA_DIR
+@verbosity
 def data_info(source: str, data_dir: Path | None):
     """Print count, classes, image shape, split and fingerprint of SOURCE.
 
@@ -43,6 +45,7 @@ def data_info(source: str, data_dir: Path | None):
 @data.command("convert-npz")
 @click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="New .npz to write.")
+@verbosity
 def data_convert_npz(src: Path, out: Path):
     """Rewrite a compressed npz (np.savez_compressed) uncompressed, so its images can be memory-mapped.
 

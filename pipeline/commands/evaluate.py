@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, DEVICE
+from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, DEVICE, verbosity
+from dra_pipeline.commands.types import Eps, comma_list, radius
 
 FILE, FOLDER = click.Path(dir_okay=False, path_type=Path), click.Path(file_okay=False, path_type=Path)
 
@@ -17,8 +18,8 @@ FILE, FOLDER = click.Path(dir_okay=False, path_type=Path), click.Path(file_okay=
 @click.option(
     "--attack", default="autoattack", show_default=True, help="autoattack, or apgd-ce,square,... (worst case)."
 )
-@click.option("--norm", type=click.Choice(["Linf", "L2"]), default="Linf", show_default=True)
-@click.option("--eps", type=float, help="Radius, pixels in [0, 1] (default: the eps the run trained at).")
+@click.option("--norm", type=click.Choice(["Linf", "L2"]), default="Linf", show_default=True, help="Threat model.")
+@click.option("--eps", type=Eps(), help="Radius, pixels in [0, 1], e.g. 8/255 (default: the eps the run trained at).")
 @click.option("--n", type=int, help="Evaluate N images (default: the whole split).")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--data", help="Another source: an image folder (e.g. ImageNet val), .npz, .h5 or NAME:SPLIT.")
@@ -30,30 +31,26 @@ FILE, FOLDER = click.Path(dir_okay=False, path_type=Path), click.Path(file_okay=
 @DEVICE
 @click.option("--out", type=FILE, help="Report JSON (default: report.json beside the checkpoint).")
 @click.option("--sanity", is_flag=True, help="Also run the sanity checks (eps grid, chance, more steps, ...).")
+@click.option(
+    "--eps-grid",
+    callback=comma_list(radius),
+    help="Also accuracy at these radii, e.g. 0,2/255,4/255,8/255 (PGD-20; L2: APGD-CE-20) -> <out>-eps-grid.png.",
+)
 @click.option("--model-info", is_flag=True, help="Also write a RobustBench-style <out>-model-info.json.")
 @DATA_DIR
+@verbosity
 def evaluate(run, checkpoint, device, out, data_dir, **settings):
     """Per-point worst-case robust accuracy (AutoAttack standard by default) with 95 % intervals.
 
     With no arguments: the newest run's best-ema.pt on its dataset's test split at the run's eps. Rerunning the
     same command resumes an interrupted evaluation from <out>.state.json.
     """
-    from dra_pipeline.checkpoints import resolve_checkpoint
+    from dra_pipeline.api import evaluate as run_evaluation
     from dra_pipeline.commands.progress import AttackProgress
     from dra_pipeline.commands.summary import evaluation_summary
-    from dra_pipeline.devices import resolve_device
-    from dra_pipeline.errors import DraError
-    from dra_pipeline.jobs.evaluate import EvaluationSettings, evaluate_checkpoint
 
-    request = EvaluationSettings(**settings)
-    request.check()
-    device = resolve_device(device)
-    path = resolve_checkpoint(run=run, checkpoint=checkpoint)
     with AttackProgress() as progress:
-        done = evaluate_checkpoint(
-            path, request, device=device, out=out, data_dir=data_dir, echo=click.echo, progress=progress
+        done = run_evaluation(
+            run, checkpoint=checkpoint, device=device, out=out, data_dir=data_dir, progress=progress, **settings
         )
     evaluation_summary(done)
-    failed = [check.name for check in done.evaluation.sanity or [] if not check.passed]
-    if failed:
-        raise DraError(f"sanity checks failed: {', '.join(failed)} (see {done.markdown})")

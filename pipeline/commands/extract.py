@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, DEVICE
+from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, DEVICE, verbosity
 
 
 def _views(_ctx, _param, text: str) -> tuple[str, ...]:
@@ -34,17 +34,18 @@ def _views(_ctx, _param, text: str) -> tuple[str, ...]:
 @click.option("--rows-per-shard", type=COUNT1, default=4096, show_default=True)
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True)
 @DEVICE
-@click.option("--limit", type=COUNT1, help="Only the first N rows (a smaller store, for trials).")
+@click.option("--n", type=COUNT1, help="Only the first N rows (a smaller store, for trials).")
 @click.option("--overwrite", is_flag=True, help="Replace a store made with other settings, once the new one is done.")
+@verbosity
 def extract(data_dir, **settings):
     """Run a frozen teacher once over every image and write pooled features into a sharded Zarr store.
 
     Rerunning the same command resumes. Under torchrun, rank r fills shards r, r+W, r+2W, ...
     """
+    from dra_pipeline.api import extract as run_extract
     from dra_pipeline.commands.progress import progress_bar
-    from dra_pipeline.jobs.extract import ExtractSettings, run_extract
 
-    done = run_extract(ExtractSettings(**settings), data_dir=data_dir, progress=progress_bar)
+    done = run_extract(data_dir=data_dir, progress=progress_bar, **settings)
     if done.rank == 0:
         state = "complete" if not done.missing else f"{done.missing} shards missing: rerun to resume"
         state += f" ({done.repaired} damaged shards rewritten)" if done.repaired else ""

@@ -6,19 +6,20 @@ from pathlib import Path
 
 import click
 
-from dra_pipeline.commands.options import DEVICE
+from dra_pipeline.commands.options import COUNT0, COUNT1, DEVICE, verbosity
 
 
 @click.command()
 @click.option("--teacher", default="edm-fmnist", show_default=True, help="An EDM-family teacher.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), help="Override its weights.")
-@click.option("--count", type=click.IntRange(min=1), required=True, help="Number of images.")
+@click.option("--n", type=COUNT1, required=True, help="Number of images.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="FILE.npz to write.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=COUNT0, default=0, show_default=True)
 @click.option("--steps", type=click.IntRange(min=2), default=18, show_default=True, help="Heun steps (2N-1 calls).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--batch-size", type=COUNT1, default=100, show_default=True)
 @DEVICE
-def generate(teacher, checkpoint, count, out, seed, steps, batch_size, device):
+@verbosity
+def generate(teacher, checkpoint, n, out, seed, steps, batch_size, device):
     """Sample images with EDM's deterministic Heun sampler (sigma 80 -> 0.002 -> 0, rho 7) into OUT.
 
     Image i has label i % classes and noise seeded by (seed, i). Work is saved in chunks of 1000 images in
@@ -31,7 +32,7 @@ def generate(teacher, checkpoint, count, out, seed, steps, batch_size, device):
     run_generate(
         teacher,
         checkpoint=checkpoint,
-        count=count,
+        n=n,
         out=out,
         seed=seed,
         steps=steps,
@@ -39,4 +40,4 @@ def generate(teacher, checkpoint, count, out, seed, steps, batch_size, device):
         device=device,
         progress=progress_bar,
     )
-    click.echo(f"wrote {out}: {count} images, {steps} Heun steps, seed {seed}")
+    click.echo(f"wrote {out}: {n} images, {steps} Heun steps, seed {seed}")

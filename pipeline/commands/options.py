@@ -1,4 +1,4 @@
-"""Options shared by several commands."""
+"""Options shared by several commands; their value types are in types.py."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ DATA_DIR = click.option(
     envvar="DRA_DATA_DIR",
     help="Folder holding a named dataset (or a root holding it under its usual name). Env: DRA_DATA_DIR.",
 )
-
 COUNT0 = click.IntRange(min=0)  # seeds: numpy's seed sequences take no negative integer
 COUNT1 = click.IntRange(min=1)  # sizes and counts: batch sizes, rows, workers, limits
-
 DEVICE = click.option(
     "--device",
     default="auto",
@@ -24,15 +22,25 @@ DEVICE = click.option(
 )
 
 
-def comma_list(kind=str):
-    """A click callback: 'a,b' -> [kind(a), kind(b)] (None when the option is absent), one clear line otherwise."""
+def _verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    import logging
 
-    def parse(_ctx, param, text):
-        if text is None:
-            return None
-        try:
-            return [kind(v.strip()) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise click.BadParameter(f"expected a comma list of {kind.__name__} values, got {text!r}") from None
+    from dra_pipeline.logs import configure
 
-    return parse
+    chosen = ctx.meta.setdefault("dra_pipeline.verbosity", set())  # shared by a group and its subcommand
+    if value:
+        chosen.add(param.name)
+    if len(chosen) > 1:
+        raise click.UsageError("--quiet and --verbose exclude each other: choose one")
+    configure({"quiet": logging.WARNING, "verbose": logging.DEBUG}.get(next(iter(chosen), ""), logging.INFO))
+
+
+def verbosity(command):
+    """-q/--quiet (warnings only, no progress bars) and -v/--verbose (debug messages, AutoAttack's own progress)."""
+    for names, what in (
+        (("-v", "--verbose"), "Also debug messages and AutoAttack's own progress."),
+        (("-q", "--quiet"), "Only warnings and errors; no progress bars."),
+    ):
+        flag = click.option(*names, is_flag=True, expose_value=False, is_eager=True, callback=_verbosity, help=what)
+        command = flag(command)
+    return command

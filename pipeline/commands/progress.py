@@ -3,29 +3,32 @@ callbacks."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import click
+from dra_pipeline.logs import bars_disabled
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
 def progress_bar(total: int, label: str, unit: str = "img") -> Iterator[Callable[[int], None]]:
-    """A tqdm bar on stderr; yields update(n), called with the items just finished."""
+    """A tqdm bar on stderr (none with --quiet or TQDM_DISABLE); yields update(n), n the items just finished."""
     from tqdm import tqdm
 
-    with tqdm(total=total, desc=label, unit=unit, mininterval=1) as bar:
+    with tqdm(total=total, desc=label, unit=unit, mininterval=1, disable=bars_disabled()) as bar:
         yield bar.update
 
 
 class AttackProgress:
     """Per attack: a tqdm bar over its batches on a terminal (the attack's own progress as the bar's postfix),
-    otherwise one line when it starts, one per restart or target class and per batch, and one when it ends."""
+    otherwise one message when it starts, one per restart or target class and per batch, and one when it ends."""
 
     def __init__(self):
         self.bar = None
-        self.tty = sys.stderr.isatty()
+        self.tty = sys.stderr.isatty() and not bars_disabled()
 
     def __enter__(self):
         return self
@@ -42,12 +45,12 @@ class AttackProgress:
             self.bar = self.bar and self.bar.close()
             self.bar = tqdm(total=step.batches, initial=step.batches_done, desc=step.attack, unit="batch", leave=False)
         if step.note:
-            self.bar.set_postfix_str(step.note) if self.bar is not None else click.echo(f"  {where}: {step.note}")
+            self.bar.set_postfix_str(step.note) if self.bar is not None else log.info(f"  {where}: {step.note}")
             return
         if self.bar is not None:
             self.bar.update(step.batches_done - self.bar.n)
         if step.batches_done < step.batches and not self.tty:
-            click.echo(f"  {where}: starting, {robust} so far, {step.seconds:.0f} s")
+            log.info(f"  {where}: starting, {robust} so far, {step.seconds:.0f} s")
         elif step.batches_done == step.batches:
             self.bar = self.bar and self.bar.close()
-            click.echo(f"  {step.attack:8s} {robust}, {step.seconds:.1f} s")
+            log.info(f"  {step.attack:8s} {robust}, {step.seconds:.1f} s")

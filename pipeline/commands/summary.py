@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import click
 
+from dra_pipeline.errors import DraError
+
 
 def evaluation_summary(done) -> None:
-    """The headline numbers, AutoAttack's flags, sanity checks and the files written by `evaluate`."""
+    """The headline numbers, AutoAttack's flags, sanity checks, the eps grid and the files written by `evaluate`;
+    a failed sanity check makes the command fail once all is printed."""
     r, c = done.report["robust"], done.report["clean"]
     lo, hi = r["ci95"]
     click.echo(
@@ -17,4 +20,14 @@ def evaluation_summary(done) -> None:
         click.echo(f"AutoAttack flag: {flag}")
     for check in done.evaluation.sanity or []:
         click.echo(f"{'pass' if check.passed else 'FAIL'}  {check.name}: {check.detail}")
-    click.echo(f"wrote {done.json} and {done.markdown}" + (f" and {done.model_info}" if done.model_info else ""))
+    grid = done.evaluation.eps_grid
+    if grid is not None:
+        click.echo(
+            f"{grid.attack} robust accuracy by eps: "
+            + ", ".join(f"{e:.4g} {100 * a:.1f} %" for e, a in zip(grid.eps, grid.robust))
+        )
+    written = (done.json, done.markdown, done.model_info, done.eps_grid)
+    click.echo("wrote " + " and ".join(str(path) for path in written if path))
+    failed = [check.name for check in done.evaluation.sanity or [] if not check.passed]
+    if failed:
+        raise DraError(f"sanity checks failed: {', '.join(failed)} (see {done.markdown})")

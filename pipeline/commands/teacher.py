@@ -6,12 +6,14 @@ from pathlib import Path
 
 import click
 
+from dra_pipeline.commands.options import verbosity
 from dra_pipeline.commands.teacher_fit import teacher_fit
 from dra_pipeline.commands.teacher_massive import massive_channels
 from dra_pipeline.commands.teacher_probe import probe
 
 
 @click.group()
+@verbosity
 def teacher():
     """Diffusion teachers: list them, fit one on your data, probe their layers."""
 
@@ -22,6 +24,7 @@ teacher.add_command(massive_channels)
 
 
 @teacher.command("list")
+@verbosity
 def teacher_list():
     """Registered teachers with their defaults (layer, noise level, feature width, weights: path, URL or hub repo)."""
     from dra_pipeline.teachers import list_teachers
@@ -36,6 +39,7 @@ def teacher_list():
 @teacher.command("convert")
 @click.argument("pkl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="FILE.safetensors")
+@verbosity
 def teacher_convert(pkl: Path, out: Path):
     """Convert an official EDM network pickle to safetensors, once, without executing code from the pickle."""
     from dra_pipeline.teachers.edm_checkpoint import convert_pickle_to_safetensors

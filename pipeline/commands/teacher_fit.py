@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, DEVICE
+from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, DEVICE, verbosity
 
 
 @click.command("fit")
@@ -20,6 +20,7 @@ from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, DEVICE
 @click.option("--seed", type=COUNT0, default=0, show_default=True)
 @DEVICE
 @click.option("--max-minutes", type=float, default=None, help="Stop (resumably) after this much wall time.")
+@verbosity
 def teacher_fit(data, data_dir, out, net, steps, batch_size, lr, seed, device, max_minutes):
     """Train a class-conditional EDM SongUNet on a source; rerun the same command to resume.
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, DEVICE, comma_list
+from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, DEVICE, verbosity
+from dra_pipeline.commands.types import comma_list
 
 WEIGHTS = click.Path(path_type=Path)
 
@@ -31,6 +32,7 @@ WEIGHTS = click.Path(path_type=Path)
 )
 @click.option("--batch-size", type=COUNT1, default=256, show_default=True)
 @DEVICE
+@verbosity
 def probe(name, layers, sigmas, **kw):
     """Linear-probe test accuracy of pooled features per layer x noise level, and of raw pixels.
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dra_pipeline.errors import DraError
+from dra_pipeline.logs import AUTOATTACK_LOGGER
 from dra_pipeline.pgd import pgd_linf
 from dra_pipeline.seeding import keyed_uniform
 
@@ -34,7 +35,6 @@ NORMS = ("Linf", "L2")
 AUTOATTACK_STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")  # the order the standard version runs them in
 ATTACKS = ("autoattack", *AUTOATTACK_STANDARD, "pgd", "fgsm")
 PGD_STEPS = 50  # PGD's default iterations; step 2.5 eps / steps (Madry et al.), one uniform random start
-AUTOATTACK_LOGGER = "auto-attack"
 
 
 @dataclass(frozen=True)

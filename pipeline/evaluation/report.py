@@ -4,18 +4,20 @@ The JSON holds everything needed to judge and reproduce the figure: clean and ro
 Wilson interval, the robust accuracy after each attack of the cascade, eps, norm, seed, batch size, every
 attack's settings, AutoAttack's flags, the sanity checks, the model and data provenance, package versions,
 device and wall time, and per-point outcomes (np.packbits of the clean and robust flags, row i = bit i, as hex)
-so that two models evaluated on the same points can be compared pairwise.
+so that two models evaluated on the same points can be compared pairwise. With an eps grid, the accuracy against
+eps goes into both reports and a figure, <stem>-eps-grid.png.
 """
 
 from __future__ import annotations
 
 import datetime
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 
-from dra_pipeline.atomic import atomic_write_text
+from dra_pipeline.atomic import atomic_write, atomic_write_text
 from dra_pipeline.environment import environment
 from dra_pipeline.errors import DraError
 from dra_pipeline.evaluation.intervals import Accuracy
@@ -56,6 +58,7 @@ def build_report(evaluation, *, model: dict, data: dict, wall_s: float, state: d
         "per_attack": cascade,
         "autoattack_flags": evaluation.flags,
         "sanity": None if evaluation.sanity is None else [c.to_dict() for c in evaluation.sanity],
+        "eps_grid": None if evaluation.eps_grid is None else evaluation.eps_grid.to_dict(),
         "environment": environment(evaluation.device),
         "wall_s": round(wall_s, 3),
         "attack_s": round(sum(a.seconds for a in worst.attacks), 3),
@@ -79,7 +82,8 @@ def _pct(d: dict) -> str:
     return f"{100 * d['accuracy']:.2f} % | {d['correct']}/{d['n']} | {100 * lo:.1f}-{100 * hi:.1f} %"
 
 
-def render_markdown(report: dict) -> str:
+def render_markdown(report: dict, figure: str | None = None) -> str:
+    """report.md; `figure` names the eps-grid PNG beside it, when there is one."""
     a, m, d, env = report["attack"], report["model"], report["data"], report["environment"]
     lines = [
         f"# Evaluation of {m.get('checkpoint', 'a model')}",
@@ -110,6 +114,13 @@ def render_markdown(report: dict) -> str:
         for c in report["sanity"]:
             detail = c["detail"].replace("|", "\\|")  # a bare | would end the table cell
             lines.append(f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | {detail} |")
+    grid = report.get("eps_grid")
+    if grid:
+        lines += ["", f"## Accuracy against eps ({grid['attack']}, n {grid['n']})", ""]
+        lines += ["| eps | robust: worst case up to eps | attack at eps alone |", "|---:|---:|---:|"]
+        rows = zip(grid["eps"], grid["robust"], grid["alone"])
+        lines += [f"| {e:.4g} ({255 * e:.3g}/255) | {100 * r:.2f} % | {100 * a:.2f} % |" for e, r, a in rows]
+        lines += ["", f"![robust accuracy against eps]({figure})"] if figure else []
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
     restored = report["resume"].get("restored_batches", 0)
     lines += [
@@ -127,6 +138,7 @@ def render_markdown(report: dict) -> str:
 REPORT_KEYS = ("model", "data", "attack", "clean", "robust", "points")  # every report.json holds these
 MODEL_INFO_KEYS = ("threat_model", "autoattack_acc", "clean_acc")  # and every model-info JSON these
 STATE_KEYS = ("format", "key", "attacks")  # and every resumable evaluation state (evaluation/state.py)
+EPS_GRID_TITLE = "dra-pipeline eps grid"  # PNG metadata: marks a figure this tool wrote (and may replace)
 _MAX_REPORT_BYTES = 64 << 20  # a larger file is not one of our reports (and is not read to find out)
 
 
@@ -138,13 +150,15 @@ def report_paths(json_path: Path) -> dict[str, Path]:
         "markdown": json_path.with_suffix(".md"),
         "state": json_path.with_name(json_path.stem + ".state.json"),
         "model_info": json_path.with_name(json_path.stem + "-model-info.json"),
+        "eps_grid": json_path.with_name(json_path.stem + "-eps-grid.png"),
     }
 
 
-def check_report_target(json_path: Path, *, model_info: bool = False) -> None:
+def check_report_target(json_path: Path, *, model_info: bool = False, eps_grid: bool = False) -> None:
     """Refuse (one DraError line) a report path that would replace anything but an earlier report of this tool:
     a checkpoint, a store, a folder, any other file. `json_path` must end in .json; the siblings written with it
-    (report_paths: report.md, the resumable state, and with model_info the model-info JSON) are checked too."""
+    (report_paths: report.md, the resumable state, with model_info the model-info JSON, with eps_grid the figure) are
+    checked too."""
     json_path = Path(json_path)
     if json_path.suffix != ".json":
         raise DraError(f"--out {json_path}: a report is a .json file (report.md is written beside it)")
@@ -154,10 +168,11 @@ def check_report_target(json_path: Path, *, model_info: bool = False) -> None:
         "markdown": _is_report_markdown,
         "state": _holds_keys(STATE_KEYS),
         "model_info": _holds_keys(MODEL_INFO_KEYS),
+        "eps_grid": _is_eps_grid_png,
     }
     for kind, is_ours in ours.items():
         path = paths[kind]
-        if kind == "model_info" and not model_info:
+        if (kind == "model_info" and not model_info) or (kind == "eps_grid" and not eps_grid):
             continue
         if path.exists() and not (path.is_file() and is_ours(path)):
             what = "a folder" if path.is_dir() else "a file this tool did not write as a report"
@@ -185,13 +200,44 @@ def _is_report_markdown(path: Path) -> bool:
         return False
 
 
+def _is_eps_grid_png(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x89PNG" and EPS_GRID_TITLE.encode() in f.read(4096)
+    except OSError:
+        return False
+
+
+def draw_eps_grid(grid: dict, title: str):
+    """A matplotlib Figure of a report's eps grid: robust accuracy (%) against eps, the attack alone dotted."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 3.6), dpi=110, layout="constrained")
+    ax = fig.subplots()
+    eps = [255 * e for e in grid["eps"]]
+    ax.plot(eps, [100 * a for a in grid["robust"]], marker="o", color="C3", label="worst case up to eps")
+    ax.plot(eps, [100 * a for a in grid["alone"]], ls=":", marker=".", color="C7", label=f"{grid['attack']} alone")
+    ax.set(xlabel="eps (x 1/255)", ylabel=f"accuracy (%, n = {grid['n']})", ylim=(0, 100), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
 def write_reports(report: dict, json_path: Path) -> tuple[Path, Path]:
-    """report.json at `json_path` and report.md beside it (same stem), each replaced atomically."""
+    """report.json at `json_path` and report.md beside it (same stem), each replaced atomically; with an eps grid,
+    its figure <stem>-eps-grid.png too."""
     json_path = Path(json_path)
-    md_path = report_paths(json_path)["markdown"]
+    paths = report_paths(json_path)
+    figure = None
+    if report.get("eps_grid"):
+        buffer = io.BytesIO()
+        title = f"{report['model'].get('name', '')} {report['attack']['norm']}"
+        draw_eps_grid(report["eps_grid"], title).savefig(buffer, format="png", metadata={"Title": EPS_GRID_TITLE})
+        atomic_write(paths["eps_grid"], lambda tmp: tmp.write_bytes(buffer.getvalue()))
+        figure = paths["eps_grid"].name
     atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
-    atomic_write_text(md_path, render_markdown(report))
-    return json_path, md_path
+    atomic_write_text(paths["markdown"], render_markdown(report, figure))
+    return json_path, paths["markdown"]
 
 
 def model_info(report: dict, *, name: str) -> dict:

@@ -14,16 +14,17 @@ runs whose random starts differ; a broken one moves by far more.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dra_pipeline.evaluation.attacks import AUTOATTACK_LOGGER, AUTOATTACK_STANDARD, autoattack_flags, build_attack
 from dra_pipeline.evaluation.intervals import wilson
-from dra_pipeline.evaluation.worst_case import worst_case
+from dra_pipeline.evaluation.worst_case import Step, worst_case
 
 
 @dataclass(frozen=True)
@@ -119,18 +120,63 @@ class _Context:
         return float(result.robust.mean())
 
 
+GRID_ATTACKS = {"Linf": "pgd", "L2": "apgd-ce"}  # the eps grid's attack per norm (PGD: uniform random start)
+
+
+@dataclass(frozen=True)
+class EpsGrid:
+    """Accuracy against eps on one set of points, as fractions of n."""
+
+    attack: str  # the attack run at every eps > 0, e.g. pgd-20
+    eps: list[float]  # radii, pixels in [0, 1], ascending
+    alone: list[float]  # correct on the clean image and under the attack at this eps
+    robust: list[float]  # per point, the worst case over the attacks at every eps up to this one: non-increasing
+    n: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def eps_curve(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    rows: Tensor,
+    *,
+    norm: str,
+    grid: Sequence[float],
+    seed: int,
+    device: torch.device | str,
+    batch_size: int,
+    steps: int = SanityConfig.grid_steps,
+    progress: Callable[[Step], None] | None = None,
+) -> EpsGrid:
+    """Accuracy of `model` (eval mode) on (x, y, rows) under GRID_ATTACKS[norm] with `steps` iterations at each eps
+    of `grid` (pixels in [0, 1]; 0: the clean image only), every eps on the same points."""
+    name, grid = GRID_ATTACKS[norm], sorted(float(e) for e in grid)
+    flags = []
+    for eps in grid:
+        attack = [build_attack(name, model, norm=norm, eps=eps, seed=seed, device=device, steps=steps)] if eps else []
+        result = worst_case(model, x, y, rows, attack, batch_size=batch_size, device=device, progress=progress)
+        flags.append(result.robust)
+    alone = np.stack(flags)  # (len(grid), N)
+    worst = np.logical_and.accumulate(alone, axis=0)  # an example inside a smaller ball is inside every larger one
+    return EpsGrid(f"{name}-{steps}", grid, alone.mean(1).tolist(), worst.mean(1).tolist(), alone.shape[1])
+
+
 def _eps_grid(c: _Context) -> list[Check]:
-    """Accuracy must not rise as eps grows."""
+    """Accuracy must not rise as eps grows (the attack at each eps alone: the worst case would hide a rise)."""
     grid = [f * c.eps for f in c.config.eps_factors]
-    name = "pgd" if c.norm == "Linf" else "apgd-ce"
-    accs = [c.accuracy(*([c.attack(name, eps=e, steps=c.config.grid_steps)] if e > 0 else [])) for e in grid]
+    kw = dict(norm=c.norm, grid=grid, seed=c.seed, device=c.device, batch_size=c.batch_size, steps=c.config.grid_steps)
+    curve = eps_curve(c.model, c.x, c.y, c.rows, **kw)
+    accs = curve.alone
     rise = max((b - a for a, b in zip(accs, accs[1:])), default=0.0)
     return [
         Check(
             "eps-grid",
             rise <= c.config.tolerance,
-            f"{name}-{c.config.grid_steps} accuracy " + ", ".join(f"{a:.3f}@{e:g}" for a, e in zip(accs, grid)),
-            {"eps": grid, "accuracy": accs, "attack": name, "steps": c.config.grid_steps},
+            f"{curve.attack} accuracy " + ", ".join(f"{a:.3f}@{e:g}" for a, e in zip(accs, curve.eps)),
+            {"eps": curve.eps, "accuracy": accs, "attack": GRID_ATTACKS[c.norm], "steps": c.config.grid_steps},
         )
     ]
 

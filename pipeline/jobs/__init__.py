@@ -4,6 +4,6 @@ files. Commands (pipeline/commands) call these; stages (stages/) never import th
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-# How a job shows progress without knowing the terminal: progress(total, label) gives a context whose value is
-# called with the number of items just finished (commands pass a tqdm bar; the API passes nothing).
-ProgressFactory = Callable[[int, str], AbstractContextManager[Callable[[int], None]]]
+# How a job shows progress without knowing the terminal: progress(total, label[, unit]) gives a context whose value
+# is called with the number of items just finished (commands pass a tqdm bar; the API passes none by default).
+ProgressFactory = Callable[..., AbstractContextManager[Callable[[int], None]]]

@@ -55,7 +55,6 @@ def run_analyze(
     out: Path | None,
     device: str = "auto",
     data_dir=None,
-    log=print,
 ) -> tuple[Path, int, float]:
     """Analyse `run` (default: the newest); returns (analysis.md path, figures written, wall seconds)."""
     start = time.perf_counter()
@@ -75,7 +74,6 @@ def run_analyze(
         views=views,
         teacher=inputs.teacher,
         settings=Settings(**{**asdict(settings), "what": what}),
-        log=log,
     )
     result = analyze(ctx)
     prov = inputs.store.provenance if inputs.store is not None else {}

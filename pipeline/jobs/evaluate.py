@@ -8,6 +8,7 @@ bench/evaluate_overhead.py times exactly this path.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -35,6 +36,8 @@ from dra_pipeline.evaluation.worst_case import Step
 from dra_pipeline.hashing import file_sha256
 from dra_pipeline.stages.evaluate import Evaluation, evaluate
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class EvaluationSettings:
@@ -53,6 +56,7 @@ class EvaluationSettings:
     seed: int = 0  # seeds every attack
     sanity: bool = False  # also run the sanity checks
     model_info: bool = False  # also write a RobustBench-style <out>-model-info.json
+    eps_grid: tuple[float, ...] | None = None  # also accuracy against these radii (PGD-20), <out>-eps-grid.png
 
     @property
     def attacks(self) -> list[str]:
@@ -69,6 +73,8 @@ class EvaluationSettings:
             raise DraError(f"--batch-size must be at least 1 (got {self.batch_size})")
         if self.seed < 0:
             raise DraError(f"--seed must be at least 0 (got {self.seed})")
+        if self.eps_grid is not None and not (self.eps_grid and all(0 <= e < math.inf for e in self.eps_grid)):
+            raise DraError(f"--eps-grid must list radii >= 0, such as 0,2/255,4/255,8/255 (got {self.eps_grid})")
         if self.model_info and names != list(AUTOATTACK_STANDARD):
             raise DraError("--model-info reports AutoAttack accuracy: use it with --attack autoattack")
 
@@ -81,6 +87,7 @@ class Written:
     markdown: Path
     state: Path
     model_info: Path | None
+    eps_grid: Path | None = None  # the figure of accuracy against eps
 
 
 def evaluate_checkpoint(
@@ -90,7 +97,6 @@ def evaluate_checkpoint(
     device: torch.device,
     out: Path | None = None,
     data_dir=None,
-    echo: Callable[[str], None] = print,
     progress: Callable[[Step], None] | None = None,
 ) -> Written:
     """Evaluate `checkpoint` on the points `settings` name; reports go to `out` (default: report.json beside the
@@ -98,7 +104,7 @@ def evaluate_checkpoint(
     settings.check()
     s, attacks = settings, settings.attacks
     out = Path(out) if out else Path(checkpoint).parent / "report.json"
-    check_report_target(out, model_info=s.model_info)  # before anything is loaded or written
+    check_report_target(out, model_info=s.model_info, eps_grid=bool(s.eps_grid))  # before anything is loaded or written
     check_writable(out, "report")
     paths = report_paths(out)
     start = time.perf_counter()
@@ -135,10 +141,10 @@ def evaluate_checkpoint(
     )
     state = EvaluationState.open(paths["state"], key=key)
     if state.discarded:
-        echo(f"{state.path}: {state.discarded}; starting afresh")
+        log.info(f"{state.path}: {state.discarded}; starting afresh")
     elif state.restored:
-        echo(f"resuming from {state.path}")
-    echo(
+        log.info(f"resuming from {state.path}")
+    log.info(
         f"{checkpoint} ({info['name']}, epoch {loaded.epoch}) on {data['source']} {data['selection']}: "
         f"{', '.join(attacks)}, {s.norm} eps {eps:g}, seed {s.seed}, batch {s.batch_size}, {device}"
     )
@@ -155,6 +161,7 @@ def evaluate_checkpoint(
         device=device,
         state=state,
         sanity=SanityConfig() if s.sanity else None,
+        eps_grid=s.eps_grid,
         progress=progress,
     )
     model = {
@@ -178,4 +185,5 @@ def evaluate_checkpoint(
         info_path = paths["model_info"]
         entry = model_info(report, name=Path(checkpoint).parent.name)
         atomic_write_text(info_path, json.dumps(entry, indent=2) + "\n")
-    return Written(report, result, json_path, md_path, state.path, info_path)
+    grid_path = paths["eps_grid"] if s.eps_grid else None
+    return Written(report, result, json_path, md_path, state.path, info_path, grid_path)

@@ -54,7 +54,7 @@ class ExtractSettings:
     workers: int = 1  # threads decoding images
     rows_per_shard: int = 4096
     dtype: str = "float16"
-    limit: int | None = None  # only the first N rows (a trial store)
+    n: int | None = None  # only the first N rows (a trial store; the store records it as its limit)
     overwrite: bool = False  # replace a store made with other settings (once the new one is complete)
     device: str = "auto"
 
@@ -77,7 +77,7 @@ class ExtractSettings:
             ("--rows-per-shard", self.rows_per_shard, 1),
             ("--workers", self.workers, 1),
             ("--seed", self.seed, 0),
-            ("--limit", 1 if self.limit is None else self.limit, 1),
+            ("--n", 1 if self.n is None else self.n, 1),
         ):
             if value < least:
                 raise DraError(f"{option} must be at least {least} (got {value})")
@@ -121,7 +121,7 @@ def run_extract(
     check_writable(out, "store")
     noise = s.sigma if s.t is None else (int(s.t) if float(s.t).is_integer() else s.t)
     teacher = create_teacher(s.teacher, checkpoint=s.checkpoint, layer=s.layer, noise=noise, seed=s.seed, device=device)
-    rows = len(images) if s.limit is None else min(s.limit, len(images))
+    rows = len(images) if s.n is None else min(s.n, len(images))
     teacher.set_zero_channels(resolve_zero_channels(s.zero_channels, teacher, images))
     first_image, first_label = images.read(np.arange(1))
     probe = teacher(first_image, first_label, np.arange(1), views=s.views)  # every view, before any store is touched
@@ -145,7 +145,7 @@ def run_extract(
         meta=meta,
         dtype=s.dtype,
         rows_per_shard=s.rows_per_shard,
-        limit=s.limit,
+        limit=s.n,
     )
     repaired: list[int] = []
     with FeatureStore.writer(out) if rank == 0 else nullcontext():  # a second extract of `out` waits or refuses

@@ -41,7 +41,7 @@ def run_generate(
     teacher: str,
     *,
     checkpoint: Path | None,
-    count: int,
+    n: int,
     out: Path,
     seed: int,
     steps: int,
@@ -49,15 +49,15 @@ def run_generate(
     device: str,
     progress: ProgressFactory | None = None,
 ) -> Path:
-    """Sample from a registered EDM-family teacher (its denoiser) on `device`; progress(total, label) gives a
-    context whose value is called with the images finished."""
+    """Sample `n` images from a registered EDM-family teacher (its denoiser) on `device`; progress(total, label)
+    gives a context whose value is called with the images finished."""
     spec = teacher_spec(teacher)
     if spec.family != "edm":
         raise DraError(f"{teacher} is a {spec.family} teacher; generate needs an EDM-family one (e.g. edm-fmnist)")
     if Path(out).exists():
         raise DraError(f"{out} already exists; choose another --out or delete it")
     built = create_teacher(teacher, checkpoint=checkpoint, device=str(resolve_device(device)))
-    with progress(count, "generate") if progress else nullcontext(None) as update:
+    with progress(n, "generate") if progress else nullcontext(None) as update:
         return generate_file(
-            built.denoiser, Path(out), count=count, seed=seed, steps=steps, batch_size=batch_size, progress=update
+            built.denoiser, Path(out), count=n, seed=seed, steps=steps, batch_size=batch_size, progress=update
         )

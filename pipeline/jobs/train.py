@@ -8,12 +8,13 @@ imported or built unless cfg.dra.online_teacher asks for one.
 
 from __future__ import annotations
 
+import logging
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
-from tqdm import tqdm
 
 from dra_pipeline import checkpoints
 from dra_pipeline.atomic import check_writable
@@ -23,13 +24,16 @@ from dra_pipeline.data.batches import BatchLoader, BatchPlan, target_views
 from dra_pipeline.data.indexed import IndexedImages
 from dra_pipeline.distributed import barrier, broadcast, setup, teardown
 from dra_pipeline.errors import DraError
+from dra_pipeline.jobs import ProgressFactory
 from dra_pipeline.losses import ProjectionHead
 from dra_pipeline.models import NORMALISATION, create_model
 from dra_pipeline.run_dir import RunDir
 from dra_pipeline.stages.train import build_state, channels_last, train
 
+log = logging.getLogger(__name__)
 
-def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=print):
+
+def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, progress: ProgressFactory | None = None):
     """Assemble stage two from a config: data (from the store's sources, or cfg.data), model, run directory.
 
     The store's first source is the real training set; any further sources are synthetic (DM-AT npz). No
@@ -56,7 +60,7 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
             raise DraError(f"{features}: {len(missing)} shards are not extracted yet; finish `extract` first")
         check_dataset(cfg.data.dataset, store.sources[0], features)
         if store.attrs.get("limit"):
-            raise DraError(f"{features} covers only the first {store.layout.rows} rows (--limit); use a full store")
+            raise DraError(f"{features} covers only the first {store.layout.rows} rows (extract --n); use a full store")
         sources = [open_source(SourceSpec.from_dict(s), data_dir=data_dir) for s in store.sources]
         store.check({"sources": [s.describe() for s in sources]})
         identity = store.identity()
@@ -146,7 +150,7 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
         if dist.rank == 0:
             run.reconcile_stats(saved.get("stats"))
         if dist.rank == 0:
-            echo(f"resuming {out} after epoch {state.epoch}")
+            log.info(f"resuming {out} after epoch {state.epoch}")
     for module in (state.model, state.head) if state.head is not None else (state.model,):
         broadcast(dist, module.state_dict().values())  # every rank starts from rank 0's weights
     step_model = torch.compile(state.model) if cfg.train.compile else state.model
@@ -154,7 +158,8 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
     val_images, val_labels = center_crop(real.read(val_rows), cfg.data.crop_size), real.labels[val_rows]
     val = (torch.from_numpy(val_images).permute(0, 3, 1, 2).float() / 255, torch.from_numpy(val_labels))
     total = (cfg.train.epochs - state.epoch) * steps_per_epoch
-    with tqdm(total=total, desc="train", unit="step", mininterval=2, disable=dist.rank != 0) as bar:
+    bar = progress(total, "train", "step") if progress is not None and dist.rank == 0 else nullcontext(None)
+    with bar as update:
         try:
             train(
                 cfg,
@@ -164,15 +169,14 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, echo=p
                 val=val,
                 dist=dist,
                 model=step_model,
-                progress=bar.update,
-                log=tqdm.write,
+                progress=update,
                 online_targets=online,
             )
             barrier(dist)
         finally:
             teardown(dist)
     if dist.rank == 0:
-        echo(
+        log.info(
             f"done: {out} (best EMA validation PGD-{cfg.attack.val_steps} accuracy {state.best_robust:.3f}, n={n_val})"
         )
     return state

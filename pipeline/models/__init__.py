@@ -1,4 +1,7 @@
-"""Classifier registry: `create_model(name, ...)` is the one constructor; every model exposes `features`."""
+"""Classifier registry: `create_model(name, ...)` is the one constructor; every model exposes `features`.
+
+The registry names DM-AT's exact WideResNets and a few more; `timm:ARCH` (optionally `timm:ARCH?img_size=32&...`)
+builds any timm architecture as a student, its DRA feature taken before its classifier (timm_models.py)."""
 
 from __future__ import annotations
 
@@ -71,18 +74,25 @@ ACCEPTS_CHECKPOINT = {"vit-b-2", "convnext-b", "vit-b-16", "vit-b-16-dinov3"}
 def create_model(
     name: str, *, dataset: str, num_classes: int, in_channels: int, checkpoint: str | Path | None = None
 ) -> Classifier:
-    """Build a registered classifier with the dataset's normalisation inside it."""
-    if name not in MODELS:
-        raise DraError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    """Build a registered classifier, or timm's architecture for `timm:ARCH`, with the dataset's normalisation
+    inside it."""
+    timm_student = name.startswith("timm:")
+    if timm_student:
+        from dra_pipeline.models.timm_models import parse_student
+
+        arch, timm_kw = parse_student(name)
+    elif name not in MODELS:
+        raise DraError(f"unknown model {name!r}; choose from {', '.join(MODELS)}, or timm:ARCH for any timm model")
     if dataset not in NORMALISATION:
         raise DraError(f"no input normalisation known for dataset {dataset!r} ({', '.join(NORMALISATION)})")
     mean, std = NORMALISATION[dataset]
     kw = dict(num_classes=num_classes, in_channels=in_channels, mean=mean, std=std)
     if checkpoint is not None:
-        if name not in ACCEPTS_CHECKPOINT:
-            raise DraError(f"{name} trains from scratch; --checkpoint is for {', '.join(sorted(ACCEPTS_CHECKPOINT))}")
+        if name not in ACCEPTS_CHECKPOINT and not timm_student:
+            accepted = ", ".join(sorted(ACCEPTS_CHECKPOINT))
+            raise DraError(f"{name} trains from scratch; --checkpoint is for {accepted} and timm:ARCH students")
         kw["checkpoint"] = checkpoint  # a weights file, or timm:NAME for timm's pretrained weights
-    return MODELS[name](**kw)
+    return _timm(arch, **timm_kw)(**kw) if timm_student else MODELS[name](**kw)
 
 
 __all__ = ["MODELS", "NORMALISATION", "Classifier", "create_model"]

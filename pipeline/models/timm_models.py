@@ -1,5 +1,7 @@
-"""timm students: ViT-B/2 for 32 x 32 inputs, ConvNeXt-B and ViT-B/16, from scratch, from a local checkpoint file, or
-with timm's pretrained weights by name (`timm:convnext_base.fb_in1k`, fetched from the hub into its cache)."""
+"""timm students: ViT-B/2 for 32 x 32 inputs, ConvNeXt-B and ViT-B/16 by registry name, and any timm architecture as
+`model.name: timm:ARCH` (constructor arguments as `timm:ARCH?img_size=32&patch_size=4`); from scratch, from a local
+checkpoint file, or with timm's pretrained weights by name (`timm:convnext_base.fb_in1k`, fetched from the hub into
+its cache). The DRA feature is the pre-logits representation: forward_features, then the model's own pooling."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from dra_pipeline.fetch import hub_file
 from dra_pipeline.models.base import Classifier
 
 PRETRAINED = "timm:"  # a checkpoint naming timm's pretrained weights: timm:ARCH[.TAG]
+STUDENT = "timm:"  # a model name naming any timm architecture: timm:ARCH[?key=value&...]
 
 
 class TimmClassifier(Classifier):
@@ -26,6 +29,38 @@ class TimmClassifier(Classifier):
 
     def features(self, x: Tensor) -> Tensor:
         return self.backbone.forward_head(self.backbone.forward_features(self.normalise(x)), pre_logits=True)
+
+
+def parse_student(name: str) -> tuple[str, dict]:
+    """`timm:ARCH[?key=value&...]` -> (ARCH, constructor arguments; numbers and true/false converted), checking
+    that timm knows ARCH (one DraError line with close names otherwise)."""
+    import difflib
+
+    import timm
+
+    arch, _, query = name.removeprefix(STUDENT).partition("?")
+    if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3)
+        hint = f"; did you mean {', '.join(STUDENT + c for c in close)}?" if close else " (see timm.list_models())"
+        raise DraError(f"model {name!r}: timm has no architecture {arch!r}{hint}")
+    kw = {}
+    for item in filter(None, query.split("&")):
+        key, eq, value = item.partition("=")
+        if not (key and eq):
+            raise DraError(f"model {name!r}: options are key=value pairs joined by &, not {item!r}")
+        kw[key] = _literal(value)
+    return arch, kw
+
+
+def _literal(text: str):
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def build_timm(
