@@ -3,7 +3,8 @@ loading, finding a run's newest checkpoint, and rebuilding the classifier a chec
 
 A run directory holds `last.pt` (everything needed to resume at an epoch end) and `best-ema.pt` (the EMA weights
 with the best validation robust accuracy). Both carry `model_info` (name, dataset, num_classes, in_channels,
-image_size, eps), so the classifier can be rebuilt without the training data. Loading always uses
+image_size, eps; from this version also dataset_fingerprint, normalisation {name, mean, std} and, for a run on a
+trial store, trial {rows, of}), so the classifier can be rebuilt without the training data. Loading always uses
 `weights_only=True`: a checkpoint is data, never code. On the CPU the rebuilt model is put in channels-last (NHWC)
 memory format: attacks on it run 1.3-1.7x faster (SmallCNN, batches of 100-500; outputs equal up to float
 rounding), and evaluate, analyze and bench/evaluate_overhead.py all attack the model loaded here.
@@ -124,10 +125,20 @@ def check_model_info(path: Path, info: dict) -> None:
             else []
         ),
         *(["eps"] if eps is not None and not (isinstance(eps, (int, float)) and 0 <= eps < float("inf")) else []),
+        *(["normalisation"] if "normalisation" in info and not _is_normalisation(info["normalisation"]) else []),
     ]
     if wrong:
         shown = ", ".join(f"{k}={info.get(k)!r}" for k in wrong)
         raise DraError(f"{path}: model_info holds invalid {shown}; cannot rebuild the classifier")
+
+
+def _is_normalisation(record) -> bool:
+    """A {"mean": [...], "std": [...]} record of equal-length lists of numbers, every std positive."""
+    if not isinstance(record, dict) or not all(isinstance(record.get(k), list) for k in ("mean", "std")):
+        return False
+    mean, std = record["mean"], record["std"]
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in mean + std)
+    return numbers and len(mean) == len(std) and all(v > 0 for v in std)
 
 
 def load_classifier(checkpoint: str | Path, device: str | torch.device = "cpu") -> LoadedClassifier:
@@ -139,7 +150,11 @@ def load_classifier(checkpoint: str | Path, device: str | torch.device = "cpu") 
     info = saved["model_info"]
     check_model_info(path, info)
     model = create_model(
-        info["name"], dataset=info["dataset"], num_classes=info["num_classes"], in_channels=info["in_channels"]
+        info["name"],
+        dataset=info["dataset"],
+        num_classes=info["num_classes"],
+        in_channels=info["in_channels"],
+        normalisation=info.get("normalisation"),  # absent in older checkpoints: the dataset's published one
     )
     try:
         model.load_state_dict(saved["ema"])

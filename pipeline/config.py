@@ -23,7 +23,10 @@ class DataConfig:
     synthetic_fraction: float = 0.0  # share of each batch from synthetic rows, int(batch x share), drawn with
     # replacement; DM-AT: 0.7 (358 of 512)
     validation: int = 1024  # N real training images held out to pick the best checkpoint
-    validation_rows: Literal["first", "spread"] = "first"  # first N (DM-AT), or N evenly spaced (class-sorted folders)
+    validation_rows: Literal["auto", "first", "spread"] = "auto"  # first N (DM-AT), or the same number per class
+    # evenly spaced (spread: for class-sorted sources); auto: first for named datasets, spread for folders and files
+    normalisation: str = "auto"  # input mean/std inside the model: auto (a named dataset's published values, else
+    # computed over the training images and recorded), or a name: imagenet, cifar10, cifar100, fashion-mnist
     crop_padding: int = 4  # random crop after zero-padding by this many pixels (0: no crop)
     crop_size: int = 0  # random crop of this side from each image, center crop for validation (0: keep the size)
     flip: bool = True  # random horizontal flips

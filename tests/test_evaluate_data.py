@@ -116,26 +116,11 @@ def test_command_evaluates_an_image_folder_model_on_its_folder(tmp_path, monkeyp
 
     result = CliRunner().invoke(main, ["evaluate", "--run", "runs/inet"])
     assert_one_line_error(result, "pass --data")
-    result = CliRunner().invoke(main, ["evaluate", "--run", "runs/inet", "--data", "val"])
-    assert_one_line_error(result, "set --preprocessing")  # Res256Crop224 gives 224 px; this model takes 28
-    result = CliRunner().invoke(
-        main,
-        [
-            "evaluate",
-            "--run",
-            "runs/inet",
-            "--data",
-            "val",
-            "--preprocessing",
-            "none",
-            "--n",
-            "5",
-            "--attack",
-            "apgd-ce",
-            "--device",
-            "cpu",
-        ],
-    )
+    result = CliRunner().invoke(main, ["evaluate", "--run", "runs/inet", "--data", "val", "--preprocessing", "Crop288"])
+    assert_one_line_error(result, "smaller than the crop 288")
+    # no --preprocessing: the images already have the model's 28 px, so none (not Res256Crop224's 224 px)
+    args = ["evaluate", "--run", "runs/inet", "--data", "val", "--n", "5", "--attack", "apgd-ce", "--device", "cpu"]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     report = json.loads(Path("runs/inet/report.json").read_text())
     assert report["data"]["selection"] == "random 5 of 9 (seed 0)" and report["data"]["preprocessing"] == "none"

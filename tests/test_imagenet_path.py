@@ -9,8 +9,7 @@ from click.testing import CliRunner
 
 from dra_pipeline.cli import main
 from dra_pipeline.config import load_config
-from dra_pipeline.data.batches import augment
-from dra_pipeline.jobs.train import validation_rows
+from dra_pipeline.data.batches import augment, validation_rows
 from dra_pipeline.models import create_model
 from dra_pipeline.stages.train import build_state
 from tests import fixtures
@@ -64,14 +63,23 @@ def test_extract_then_train_on_a_64px_folder_with_the_tiny_lightningdit(tmp_path
     stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert [s["epoch"] for s in stats] == [1, 2] and all(np.isfinite(s["loss"]) and s["align"] > 0 for s in stats)
     saved = torch.load(run / "best-ema.pt", weights_only=True)
-    assert saved["model_info"]["dataset"] == "imagenet" and saved["model_info"]["image_size"] == [56, 56]
+    info = saved["model_info"]
+    # the folder is its own dataset; the ImageNet preset names ImageNet's normalisation explicitly
+    assert info["dataset"] == f"{tmp_path.name}/images" and info["image_size"] == [56, 56]
+    assert info["normalisation"] == {"name": "imagenet", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
     assert type(torch.load(run / "last.pt", weights_only=True)["optimizer"]["param_groups"][0]["betas"]) is tuple
 
 
-def test_spread_validation_covers_every_class_of_a_sorted_folder():
+def test_spread_validation_takes_the_same_number_from_every_class_of_a_sorted_folder():
     labels = np.repeat(np.arange(10), 100)  # a folder's rows: sorted by class
-    assert set(labels[validation_rows(1000, 50, "spread")]) == set(range(10))
-    assert set(labels[validation_rows(1000, 50, "first")]) == {0}
+    spread = validation_rows(labels, 50, "spread", class_sorted=True)
+    assert np.bincount(labels[spread]).tolist() == [5] * 10 and len(np.unique(spread)) == 50
+    assert set(labels[validation_rows(labels, 50, "first", class_sorted=True)]) == {0}
+    assert (validation_rows(labels, 50, "auto", class_sorted=True) == spread).all()  # a folder: spread
+    assert validation_rows(labels, 50, "auto", class_sorted=False).tolist() == list(range(50))  # DM-AT's first
+    uneven = np.repeat(np.arange(3), [2, 50, 50])  # 7 rows asked: 3 / 2 / 2, but class 0 keeps one training row
+    held = validation_rows(uneven, 7, "spread", class_sorted=True)
+    assert np.bincount(uneven[held]).tolist() == [1, 2, 2]
 
 
 def test_crop_size_takes_random_windows_inside_the_image():

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 
 from dra_pipeline.data.base import ImageSource, SourceSpec
 from dra_pipeline.data.cifar import Cifar10, Cifar100
-from dra_pipeline.data.folder import ImageFolder
+from dra_pipeline.data.folder import EXTENSIONS, ImageFolder
 from dra_pipeline.data.hdf5 import Hdf5Images
 from dra_pipeline.data.idx import FashionMNIST
 from dra_pipeline.data.npz import NpzImages
@@ -76,17 +76,26 @@ def locate_named(kind: str, split: str, data_dir: str | os.PathLike | None = Non
     ds = NAMED[kind]
     if split not in ds.probes:
         raise DataError(f"{kind}: unknown split {split!r} (choose {' or '.join(ds.probes)})")
-    candidates = []
-    for base in (data_dir, os.environ.get("DRA_DATA_DIR")):
-        if base:
-            candidates += [Path(base), Path(base) / ds.folder]
-    candidates.append(ds.default_dir)
+    if data_dir:  # named explicitly: looked up there only, never replaced by another copy
+        candidates = [Path(data_dir), Path(data_dir) / ds.folder]
+    else:
+        env = os.environ.get("DRA_DATA_DIR")
+        candidates = [*([Path(env), Path(env) / ds.folder] if env else []), ds.default_dir]
     probe = ds.probes[split]
     for d in candidates:
         if (d / probe).is_file() or (d / (probe + ".gz")).is_file():
             return d.resolve()
     missing = f"{kind} {split}: {probe} not found in {', '.join(str(c) for c in candidates)}"
     if ds.remote is None:
+        if data_dir:
+            held, folder = _named_in(Path(data_dir)), Path(data_dir)
+            found = f"it holds {held} files" if held else "it holds no dataset this tool knows"
+            if not held and any(f.suffix.lower() in EXTENSIONS for f in folder.glob("*/*")):
+                found = f"it is an image folder: pass it as --data {data_dir}"
+            raise DataError(
+                f"--data-dir {data_dir} holds no {kind} {split} ({probe}[.gz] expected there or in "
+                f"{Path(data_dir) / ds.folder}; {found}); {ds.hint}, or leave --data-dir out to use {ds.default_dir}"
+            )
         raise DataError(f"{missing}; {ds.hint}, or pass --data-dir / set DRA_DATA_DIR")
     try:
         folder = fetch_archive(ds.remote, download_root(kind, data_dir), expect=ds.folder)
@@ -95,6 +104,17 @@ def locate_named(kind: str, split: str, data_dir: str | os.PathLike | None = Non
     if not (folder / probe).is_file():  # an existing folder is kept as it is, even an incomplete one
         raise DataError(f"{folder} holds no {probe}; delete the folder to download {ds.remote.url} again")
     return folder.resolve()
+
+
+def _named_in(folder: Path) -> str:
+    """The named datasets whose files `folder` (or its conventional sub-folder) holds, e.g. "cifar10"; "" if none."""
+    held = []
+    for name, ds in NAMED.items():
+        for d in (folder, folder / ds.folder):
+            if any((d / p).is_file() or (d / (p + ".gz")).is_file() for p in ds.probes.values()):
+                held.append(name)
+                break
+    return ", ".join(held)
 
 
 def download_root(kind: str, data_dir: str | os.PathLike | None = None) -> Path:
@@ -138,6 +158,17 @@ def source_kind(text: str) -> tuple[str, str]:
     return _SUFFIX_KIND.get(Path(body).suffix.lower(), "folder"), "all"
 
 
+def dataset_name(spec: SourceSpec | dict) -> str:
+    """The dataset a source is, by name: a named dataset's own ("cifar10"), else the parent and own name of its
+    folder or file ("cifar10-jpeg/train", "data/1m"): never a named dataset's name, and two folders called train
+    in different places differ. A run records it with the source's fingerprint (the content) as its dataset."""
+    spec = spec if isinstance(spec, SourceSpec) else SourceSpec.from_dict(spec)
+    if spec.kind in NAMED:
+        return spec.kind
+    path = Path(spec.path)
+    return f"{path.parent.name}/{path.stem if path.suffix.lower() in _SUFFIX_KIND else path.name}"
+
+
 def open_source(spec: SourceSpec | str, *, data_dir: str | os.PathLike | None = None) -> ImageSource:
     """Open and validate a source. A named dataset whose recorded folder is gone is looked up again."""
     if isinstance(spec, str):
@@ -158,6 +189,7 @@ __all__ = [
     "open_source",
     "parse_source",
     "source_kind",
+    "dataset_name",
     "locate_named",
     "download_root",
     "NAMED",

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from dra_pipeline.data.indexed import IndexedImages
+from dra_pipeline.errors import DraError
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,30 @@ class BatchPlan:
             cached = (epoch, np.concatenate([rng.permutation(len(self.real_rows)) for _ in range(laps)]))
             object.__setattr__(self, "_cached_order", cached)
         return cached[1]
+
+
+def validation_rows(labels: np.ndarray, n_val: int, how: str, *, class_sorted: bool) -> np.ndarray:
+    """Rows of the real training set (labels (N,) int64) held out to pick the best checkpoint, sorted.
+
+    "first": the first n_val rows (DM-AT's split of CIFAR). "spread": stratified, the same number of rows from every
+    class (n_val // K each, one more for the first n_val % K classes; at most all but one of a class's rows),
+    evenly spaced within the class, for sources sorted by class such as image folders. "auto": spread for a
+    class-sorted source (`class_sorted`: anything but a named dataset), else first.
+    """
+    labels = np.asarray(labels)
+    if n_val >= len(labels):
+        raise DraError(f"data.validation={n_val} leaves no training images (the real set has {len(labels)})")
+    how = ("spread" if class_sorted else "first") if how == "auto" else how
+    if how == "first":
+        return np.arange(n_val, dtype=np.int64)
+    classes = np.unique(labels)
+    picked = []
+    for k, c in enumerate(classes):
+        rows = np.flatnonzero(labels == c)
+        quota = min(n_val // len(classes) + (k < n_val % len(classes)), len(rows) - 1)
+        if quota > 0:
+            picked.append(rows[np.linspace(0, len(rows) - 1, quota).round().astype(np.int64)])
+    return np.sort(np.concatenate(picked)) if picked else np.arange(0, dtype=np.int64)
 
 
 def augment(

@@ -1,12 +1,13 @@
 """The points an evaluation attacks: the first n images of a split, in dataset order, as RobustBench takes its first
 n (no sampling, so n points are always the same ones), a fixed random selection for class-ordered folders, or the
-images a subset file lists; RobustBench's preprocessings for image folders."""
+images a subset file lists; RobustBench's preprocessings for image folders of another size than the model's."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ PREPROCESSINGS = {
     "Crop288": {"crop": "288"},
     "none": {},
 }
+IMAGENET_SIZE = (224, 224)  # the input of RobustBench's ImageNet models: Res256Crop224 is their preprocessing
 
 
 @dataclass(frozen=True)
@@ -32,24 +34,40 @@ class Points:
     description: dict  # source, split, path, total, n, selection, preprocessing, fingerprint
 
 
-def points_source(dataset: str, split: str, data: str | None, preprocessing: str | None) -> tuple[str, str]:
+def points_source(
+    dataset: str,
+    split: str,
+    data: str | None,
+    preprocessing: str | None,
+    *,
+    image_size: tuple[int, int] | None = None,
+    data_dir: str | os.PathLike | None = None,
+) -> tuple[str, str]:
     """(source text, preprocessing name) of what to evaluate on: `data` when given (any source: a folder such as
     ImageNet's val, an .npz, an .h5, or NAME:SPLIT), else the model's named dataset at `split`. Preprocessing
-    applies to image folders only; by default RobustBench's Res256Crop224 for folders, none otherwise."""
-    from dra_pipeline.data import NAMED
+    applies to image folders only; by default none for a folder whose images already have the model's
+    `image_size` (e.g. 32 px CIFAR JPEGs) or whose text names its own size/resize/crop, RobustBench's
+    Res256Crop224 for an ImageNet-size (224 px) model or one that records no size, none otherwise (the size check
+    then names the mismatch)."""
+    from dra_pipeline.data import NAMED, open_source
 
     if data is None:
         if dataset not in NAMED:
             raise DraError(
-                f"the model was trained on an image folder ({dataset} normalisation); pass --data with "
-                "the evaluation images (e.g. ImageNet's val folder)"
+                f"the model was trained on {dataset}, not a named dataset; pass --data with the evaluation images "
+                "(e.g. its test or val folder)"
             )
         text = f"{dataset}:{split}"
     else:
         text = data
     is_folder = Path(text.partition("?")[0].removeprefix("folder:")).is_dir()
     if preprocessing is None:
-        preprocessing = "Res256Crop224" if is_folder else "none"
+        preprocessing = "none"
+        if is_folder and not _resizes(text):
+            native = None if image_size is None else open_source(text, data_dir=data_dir).image_shape[:2]
+            at_size = native is not None and tuple(native) == tuple(image_size)  # the first image's size
+            if not at_size and (image_size is None or tuple(image_size) == IMAGENET_SIZE):
+                preprocessing = "Res256Crop224"
     if preprocessing not in PREPROCESSINGS:
         raise DraError(f"unknown preprocessing {preprocessing!r} (choose {', '.join(PREPROCESSINGS)})")
     if PREPROCESSINGS[preprocessing]:
@@ -57,6 +75,11 @@ def points_source(dataset: str, split: str, data: str | None, preprocessing: str
             raise DraError(f"--preprocessing {preprocessing} resizes image folders; {text} is not one")
         text += ("&" if "?" in text else "?") + "&".join(f"{k}={v}" for k, v in PREPROCESSINGS[preprocessing].items())
     return text, preprocessing
+
+
+def _resizes(text: str) -> bool:
+    """Whether source text already names a resize or crop option (the folder's own geometry)."""
+    return any(key in ("size", "resize", "crop") for key in parse_qs(text.partition("?")[2]))
 
 
 def select_rows(
@@ -127,7 +150,7 @@ def load_points(
     named dataset, random otherwise), checked against the model's input shape."""
     from dra_pipeline.data import NAMED, open_source
 
-    text, preprocessing = points_source(dataset, split, data, preprocessing)
+    text, preprocessing = points_source(dataset, split, data, preprocessing, image_size=image_size, data_dir=data_dir)
     source = open_source(text, data_dir=data_dir)
     total = len(source)
     selection = selection or ("first" if source.spec.kind in NAMED else "random")

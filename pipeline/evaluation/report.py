@@ -44,6 +44,7 @@ def build_report(evaluation, *, model: dict, data: dict, wall_s: float, state: d
     return {
         "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "model": model,
+        "trial": model.get("trial"),  # {rows, of}: the model was trained on a trial store (extract --n)'s first rows
         "data": data,
         "attack": {
             "attacks": [a.name for a in worst.attacks],
@@ -71,6 +72,11 @@ def build_report(evaluation, *, model: dict, data: dict, wall_s: float, state: d
     }
 
 
+def trial_line(trial: dict) -> str:
+    """What a report says of a model trained on a trial store (extract --n): 'trial run: trained on N of M rows'."""
+    return f"trial run: trained on {trial['rows']:,} of {trial['of']:,} rows (a trial store (extract --n)); not a full result"
+
+
 def point_flags(report: dict, which: str) -> np.ndarray:
     """The per-point `which` ("clean" or "robust") outcomes of a report as bools, shape (n,), row i = point i."""
     bits = np.unpackbits(np.frombuffer(bytes.fromhex(report["points"][which]), dtype=np.uint8))
@@ -91,6 +97,7 @@ def render_markdown(report: dict, figure: str | None = None) -> str:
         f"{m.get('name', '?')} on {d.get('source', '?')} ({d.get('selection', '')}), {a['norm']} eps {a['eps']:g}, "
         f"seed {a['seed']}, batch size {a['batch_size']}. Robust accuracy is the per-point worst case over "
         f"{', '.join(a['attacks']) or 'no attack'}.",
+        *(["", f"**{trial_line(report['trial']).capitalize()}.**"] if report.get("trial") else []),
         "",
         "| | accuracy | correct / n | 95 % CI (Wilson) |",
         "|---|---:|---:|---:|",
@@ -259,6 +266,7 @@ def model_info(report: dict, *, name: str) -> dict:
         "reported": "",
         "autoattack_acc": f"{100 * report['robust']['accuracy']:.2f}",
         "n_points": report["robust"]["n"],
-        "footnote": f"AutoAttack standard (pyautoattack), seed {a['seed']}, first {report['robust']['n']} test points",
+        "footnote": f"AutoAttack standard (pyautoattack), seed {a['seed']}, first {report['robust']['n']} test points"
+        + (f"; {trial_line(report['trial'])}" if report.get("trial") else ""),
         "unreliable": any(not c["passed"] for c in report["sanity"] or []) or bool(report["autoattack_flags"]),
     }

@@ -25,7 +25,8 @@ from dra_pipeline.analysis.report import write_report
 from dra_pipeline.cache import FeatureStore
 from dra_pipeline.cache.store import SOURCE_IDENTITY
 from dra_pipeline.checkpoints import LoadedClassifier, load_classifier
-from dra_pipeline.data import SourceSpec, open_source
+from dra_pipeline.data import NAMED, SourceSpec, dataset_name, open_source
+from dra_pipeline.data.batches import validation_rows
 from dra_pipeline.devices import resolve_device
 from dra_pipeline.environment import environment
 from dra_pipeline.errors import DraError
@@ -117,13 +118,18 @@ def command(run: Path, features: Path | None, s: Settings, n: int) -> str:
     )
 
 
+def run_config(run: Path) -> dict:
+    """The run's config.yaml as a dict ({} when it is missing or unreadable)."""
+    try:
+        config = yaml.safe_load((run / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def run_store(run: Path) -> Path | None:
     """The feature store a run trained with (`features` in its config.yaml), or None."""
-    config = run / "config.yaml"
-    try:
-        value = (yaml.safe_load(config.read_text()) or {}).get("features")
-    except (OSError, yaml.YAMLError):
-        return None
+    value = run_config(run).get("features")
     return Path(value) if value else None
 
 
@@ -158,7 +164,8 @@ def load_inputs(
     store = stored = teacher = None
     if store_path is None:
         notes.append("no feature store: the run trained without one and none was given (--features)")
-        train_source = open_source(f"{dataset}:train", data_dir=data_dir)
+        text = f"{dataset}:train" if dataset in NAMED else run_config(run).get("data", {}).get("dataset", dataset)
+        train_source = open_source(text, data_dir=data_dir)
         limit = len(train_source)
     else:
         store = FeatureStore.open(store_path)
@@ -169,16 +176,23 @@ def load_inputs(
         train_source = open_source(SourceSpec.from_dict(store.sources[0]), data_dir=data_dir)
         _check_source(store, store_path, train_source.describe())
         limit = min(len(train_source), store.layout.rows)
-    test_source = open_source(f"{dataset}:test", data_dir=data_dir)
-    train_rows = subset_rows(0, limit, min(n, limit), seed)
-    test_index = subset_rows(0, len(test_source), min(n, len(test_source)), seed)
+    if dataset in NAMED:
+        test_source = open_source(f"{dataset}:test", data_dir=data_dir)
+        train_rows = subset_rows(0, limit, min(n, limit), seed)
+        test_index = subset_rows(0, len(test_source), min(n, len(test_source)), seed)
+        test_noise_rows = len(train_source) + test_index
+    else:  # a folder or file has no test split: the rows the run held out for validation, never trained on
+        held = held_out_rows(run, train_source, limit)
+        rest = np.setdiff1d(np.arange(limit), held)
+        train_rows = rest[subset_rows(0, len(rest), min(n, len(rest)), seed)]
+        test_source, test_index = train_source, held[subset_rows(0, len(held), min(n, len(held)), seed)]
+        test_noise_rows = test_index  # rows of the training source: their own noise, as at extraction
+        notes.append(f"test images: {len(test_index)} of the run's {len(held)} held-out validation rows of {dataset}")
     train = Labelled(
         to_tensor(train_source.read(train_rows)), torch.from_numpy(train_source.labels[train_rows]), train_rows
     )
     test = Labelled(
-        to_tensor(test_source.read(test_index)),
-        torch.from_numpy(test_source.labels[test_index]),
-        len(train_source) + test_index,
+        to_tensor(test_source.read(test_index)), torch.from_numpy(test_source.labels[test_index]), test_noise_rows
     )
     if store is not None:
         stored = store.read(train_rows).astype(np.float32)
@@ -193,17 +207,32 @@ def load_inputs(
     return AnalysisInputs(classifier, test, train, store_path, store, stored, teacher, notes)
 
 
+def held_out_rows(run: Path, source, covered: int) -> np.ndarray:
+    """The rows of `source` (its first `covered`) that the run held out for validation, by its config.yaml."""
+    try:
+        data = run_config(run)["data"]
+        n_val, how = int(data["validation"]), str(data.get("validation_rows", "first"))
+    except (KeyError, TypeError, ValueError):
+        raise DraError(f"{run}/config.yaml does not say which rows the run held out (data.validation)") from None
+    return validation_rows(source.labels[:covered], n_val, how, class_sorted=source.spec.kind not in NAMED)
+
+
 def _check_store_matches(store: FeatureStore, path: Path, info: dict) -> None:
-    """The store's first source must be images of the dataset the classifier was trained on."""
+    """The store's first source must be images of the dataset the classifier was trained on: the same content
+    (fingerprint) when the run records it, else the same dataset name."""
     src = store.sources[0] if store.sources else {}
-    kind = src.get("kind")
+    name = dataset_name(src) if src else None
     shape = list(src.get("image_shape", []))
     want_shape = [*info["image_size"], info["in_channels"]]
-    if kind != info["dataset"] or (shape and shape != want_shape) or src.get("num_classes") != info["num_classes"]:
+    if "dataset_fingerprint" in info:
+        same = src.get("fingerprint") == info["dataset_fingerprint"]
+    else:  # runs from before fingerprints were recorded; their folders were labelled imagenet
+        same = name == info["dataset"] or (src.get("kind") == "folder" and info["dataset"] == "imagenet")
+    if not same or (shape and shape != want_shape) or src.get("num_classes") != info["num_classes"]:
         raise DraError(
-            f"{path} holds features of {kind} images {tuple(shape)}, {src.get('num_classes')} classes, but the "
+            f"{path} holds features of {name} images {tuple(shape)}, {src.get('num_classes')} classes, but the "
             f"run's classifier was trained on {info['dataset']} {tuple(want_shape)}, {info['num_classes']} classes; "
-            f"pass --features with a {info['dataset']} store"
+            f"pass --features with a store of the run's own data"
         )
 
 

@@ -22,12 +22,14 @@ from dra_pipeline.atomic import atomic_write_text, check_writable
 from dra_pipeline.checkpoints import load_classifier
 from dra_pipeline.errors import DraError
 from dra_pipeline.evaluation.attacks import AUTOATTACK_STANDARD, check_norm, expand_attacks
+from dra_pipeline.evaluation.estimate import estimate
 from dra_pipeline.evaluation.points import load_points
 from dra_pipeline.evaluation.report import (
     build_report,
     check_report_target,
     model_info,
     report_paths,
+    trial_line,
     write_reports,
 )
 from dra_pipeline.evaluation.sanity import SanityConfig
@@ -148,6 +150,13 @@ def evaluate_checkpoint(
         f"{checkpoint} ({info['name']}, epoch {loaded.epoch}) on {data['source']} {data['selection']}: "
         f"{', '.join(attacks)}, {s.norm} eps {eps:g}, seed {s.seed}, batch {s.batch_size}, {device}"
     )
+    if info.get("trial"):
+        log.info(trial_line(info["trial"]))
+    if s.n is None and s.subset is None and device.type == "cpu":  # the whole split on a CPU: say what it costs
+        guess = estimate(
+            loaded.model, points.images, points.labels, attacks, num_classes=info["num_classes"], device=device
+        )
+        log.warning(guess.line("CPU", attacks) + (" (the sanity checks come on top)" if s.sanity else ""))
     result = evaluate(
         loaded.model,
         points.images,
@@ -171,6 +180,7 @@ def evaluate_checkpoint(
         "name": info["name"],
         "dataset": info["dataset"],
         "model_info": info,
+        "trial": info.get("trial"),  # {rows, of} for a run trained on a trial store (extract --n)
     }
     report = build_report(
         result,

@@ -11,6 +11,7 @@ replacement made with `--overwrite`.
 from __future__ import annotations
 
 import math
+import re
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 from dra_pipeline.atomic import check_writable
 from dra_pipeline.cache import FeatureStore
 from dra_pipeline.cache.store import DTYPES, check_target
-from dra_pipeline.data import open_source
+from dra_pipeline.data import dataset_name, open_source
 from dra_pipeline.data.indexed import IndexedImages
 from dra_pipeline.distributed import barrier, setup, teardown
 from dra_pipeline.errors import DraError
@@ -30,8 +31,6 @@ from dra_pipeline.stages.extract import extract
 from dra_pipeline.teachers import create_teacher, teacher_spec
 from dra_pipeline.teachers.base import VIEWS
 from dra_pipeline.teachers.massive import resolve_zero_channels
-
-NAMED_STORES = ("fashion-mnist", "cifar10", "cifar100")  # named datasets: the store is cache/<name>.zarr
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class ExtractSettings:
     checkpoint: Path | None = None  # teacher weights other than the default
     data: str | None = None  # real image source (default: the teacher's training set)
     synthetic: tuple[str, ...] = ()  # DM-AT npz files appended after the real rows
-    out: Path | None = None  # store path (default: cache/<dataset>.zarr)
+    out: Path | None = None  # store path (default: cache/<store_name>.zarr)
     layer: str | None = None  # module whose output is pooled (default: the teacher's)
     sigma: float | None = None  # noise std of sigma-parameterised teachers (EDM), images in [-1, 1]
     t: float | None = None  # timestep of timestep-parameterised teachers (DDPM/DiT steps; LightningDiT in [0, 1])
@@ -183,5 +182,8 @@ def run_extract(
 
 
 def store_name(source) -> str:
-    """The default store name of a real source: a named dataset's name, else the file or folder name."""
-    return source.spec.kind if source.spec.kind in NAMED_STORES else Path(source.spec.path).stem
+    """The default store name of a real source, from its dataset identity: a named dataset's name ("cifar10"), else
+    the folder's or file's parent and own name ("cifar10-jpeg-train"), with its decoding options ("-size256")."""
+    name = dataset_name(source.spec).replace("/", "-")
+    options = "".join(f"-{k}{v}" for k, v in sorted(source.spec.options.items()))
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name + options).lstrip(".-") or "images"

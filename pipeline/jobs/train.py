@@ -1,7 +1,9 @@
 """Stage two's wiring: a config and a feature store in, a run directory out.
 
 Opens the store (the manifest: its first source is the real training set, further sources are synthetic DM-AT
-npz files) and its sources, splits off the validation rows, builds the batch plan, the model and the training
+npz files) and its sources (a trial store (extract --n): the rows it covers, a trial run), splits off the validation rows,
+chooses the input normalisation (published, or computed from the training rows), builds the batch plan, the model
+(its model_info records the dataset by name and fingerprint, the normalisation and any trial) and the training
 state, creates or resumes the run directory, and runs `stages.train` under torchrun or alone. No teacher is
 imported or built unless cfg.dra.online_teacher asks for one.
 """
@@ -19,14 +21,15 @@ import yaml
 from dra_pipeline import checkpoints
 from dra_pipeline.atomic import check_writable
 from dra_pipeline.cache import FeatureStore
-from dra_pipeline.data import NAMED, SourceSpec, open_source, source_kind
-from dra_pipeline.data.batches import BatchLoader, BatchPlan, target_views
+from dra_pipeline.data import NAMED, SourceSpec, dataset_name, open_source, source_kind
+from dra_pipeline.data.batches import BatchLoader, BatchPlan, target_views, validation_rows
 from dra_pipeline.data.indexed import IndexedImages
+from dra_pipeline.data.statistics import channel_statistics
 from dra_pipeline.distributed import barrier, broadcast, setup, teardown
 from dra_pipeline.errors import DraError
 from dra_pipeline.jobs import ProgressFactory
 from dra_pipeline.losses import ProjectionHead
-from dra_pipeline.models import NORMALISATION, create_model
+from dra_pipeline.models import choose_normalisation, create_model
 from dra_pipeline.run_dir import RunDir
 from dra_pipeline.stages.train import build_state, channels_last, train
 
@@ -59,8 +62,6 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, progre
         if missing:
             raise DraError(f"{features}: {len(missing)} shards are not extracted yet; finish `extract` first")
         check_dataset(cfg.data.dataset, store.sources[0], features)
-        if store.attrs.get("limit"):
-            raise DraError(f"{features} covers only the first {store.layout.rows} rows (extract --n); use a full store")
         sources = [open_source(SourceSpec.from_dict(s), data_dir=data_dir) for s in store.sources]
         store.check({"sources": [s.describe() for s in sources]})
         identity = store.identity()
@@ -69,19 +70,35 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, progre
         sources = [open_source(cfg.data.dataset, data_dir=data_dir), *(open_source(p) for p in cfg.data.synthetic)]
     images = IndexedImages(sources)
     real = sources[0]
-    dataset = "imagenet" if real.spec.kind == "folder" else real.spec.kind  # folders are in the ImageNet layout
-    if dataset not in NORMALISATION:
-        raise DraError(f"no normalisation known for {dataset!r}; train on {', '.join(NORMALISATION)}")
-    n_val = cfg.data.validation
-    val_rows = validation_rows(len(real), n_val, cfg.data.validation_rows)
-    real_rows = np.setdiff1d(np.arange(len(real)), val_rows)
-    synthetic_rows = np.arange(len(real), len(images))
+    # a trial store (extract --n) covers the first rows only: train and validate on those
+    covered = len(images) if store is None else store.layout.rows
+    trial = {"rows": covered, "of": len(images)} if covered < len(images) else None
+    n_real = min(len(real), covered)
+    dataset = dataset_name(real.spec)  # a named dataset, or the folder's own name: never another dataset's
+    labels = real.labels[:n_real]
+    val_rows = validation_rows(
+        labels, cfg.data.validation, cfg.data.validation_rows, class_sorted=real.spec.kind not in NAMED
+    )
+    check_classes(labels, val_rows, trial, log.warning if dist.rank == 0 else None)
+    real_rows = np.setdiff1d(np.arange(n_real), val_rows)
+    synthetic_rows = np.arange(len(real), max(len(real), covered))
+    if trial and dist.rank == 0:
+        log.info(
+            f"trial run: {features} covers {covered:,} of {len(images):,} rows (extract --n); training on "
+            f"{len(real_rows):,} of them, validating on {len(val_rows):,}"
+        )
     if cfg.data.synthetic_fraction > 0 and not len(synthetic_rows):
         raise DraError("data.synthetic_fraction > 0 but there are no synthetic images (extract with --synthetic)")
 
     use_dra = cfg.dra.weight > 0
     if use_dra and store is None:
         raise DraError("DRA needs teacher features: pass --features STORE (from `extract`), or use --lambda 0")
+    # a named dataset's published normalisation, or one computed once over the training rows (resumes read it back)
+    norm = (
+        recorded_normalisation(out)
+        or choose_normalisation(cfg.data.normalisation, dataset)
+        or channel_statistics(real, real_rows)
+    )
     steps_per_epoch = -(-(cfg.data.epoch_images or len(real_rows)) // cfg.train.batch_size)
     plan = BatchPlan(
         real_rows,
@@ -111,16 +128,20 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, progre
     model_info = {
         "name": cfg.model.name,
         "dataset": dataset,
+        "dataset_fingerprint": real.fingerprint(),
+        "normalisation": norm,
         "num_classes": real.num_classes,
         "in_channels": c,
         "image_size": [h, w],
         "eps": cfg.attack.eps,
+        **({"trial": trial} if trial else {}),
     }
     model = create_model(
         cfg.model.name,
         dataset=dataset,
         num_classes=real.num_classes,
         in_channels=c,
+        normalisation=norm,
         checkpoint=cfg.model.checkpoint or None,
     ).to(device)
     if channels_last(cfg, device):
@@ -133,6 +154,9 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, progre
         **cfg.to_dict(),
         "features": str(features) if features else None,
         "store_identity": identity,  # a resume must read the same store (check_same_store)
+        "dataset": {"name": dataset, "fingerprint": model_info["dataset_fingerprint"]},
+        "normalisation": norm,  # computed once: a resumed run reads it back (recorded_normalisation)
+        "trial": trial,  # {rows, of}: trained on the first `rows` rows of a trial store (extract --n)
     }
     resume = run.start(config, device=str(device)) if dist.rank == 0 else None
     barrier(dist)  # rank 0 has created (or checked) the run directory
@@ -177,7 +201,8 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, progre
             teardown(dist)
     if dist.rank == 0:
         log.info(
-            f"done: {out} (best EMA validation PGD-{cfg.attack.val_steps} accuracy {state.best_robust:.3f}, n={n_val})"
+            f"done: {out} (best EMA validation PGD-{cfg.attack.val_steps} accuracy {state.best_robust:.3f}, "
+            f"n={len(val_rows)})"
         )
     return state
 
@@ -208,14 +233,30 @@ def check_same_store(out: Path, identity: str, features: Path) -> None:
         )
 
 
-def validation_rows(n_real: int, n_val: int, how: str):
-    """Rows of the real training set held out for validation: the first n_val (DM-AT), or n_val evenly spaced
-    ("spread", for sources sorted by class such as image folders)."""
-    if n_val >= n_real:
-        raise DraError(f"data.validation={n_val} leaves no training images (the real set has {n_real})")
-    if how == "first":
-        return np.arange(n_val)
-    return np.unique(np.linspace(0, n_real - 1, n_val).round().astype(np.int64))
+def check_classes(labels: np.ndarray, val_rows: np.ndarray, trial: dict | None, warn) -> None:
+    """Refuse training rows of a single class and a validation split of one class (best-checkpoint selection would
+    mean nothing); `warn` (when given) is told of a split that misses some classes."""
+    present, held = np.unique(labels), np.unique(labels[val_rows])
+    if len(present) < 2:
+        why = " (a trial store, extract --n, holds a class-sorted source's first rows)" if trial else ""
+        raise DraError(f"the {len(labels):,} training rows hold a single class ({present[0]}){why}; use more rows")
+    if len(held) < 2:
+        raise DraError(
+            f"the {len(val_rows)} validation rows hold {len(held)} of the {len(present)} classes; best-checkpoint "
+            "selection would mean nothing: set data.validation_rows=spread or raise data.validation"
+        )
+    if len(held) < len(present) and warn is not None:
+        warn(f"the {len(val_rows)} validation rows hold {len(held)} of the {len(present)} classes")
+
+
+def recorded_normalisation(out: Path) -> dict | None:
+    """The normalisation out/config.yaml records (a run resumes with the one it started with), or None."""
+    try:
+        recorded = yaml.safe_load((out / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    norm = recorded.get("normalisation") if isinstance(recorded, dict) else None
+    return norm if isinstance(norm, dict) and {"mean", "std"} <= norm.keys() else None
 
 
 def center_crop(images, size: int):

@@ -11,7 +11,9 @@ from pathlib import Path
 from dra_pipeline.errors import DraError
 from dra_pipeline.models.base import Classifier
 
-# Per-dataset input normalisation applied inside the model (mean, std per channel, pixels in [0, 1]).
+# Published input normalisations applied inside the model (mean, std per channel, pixels in [0, 1]), by name. A
+# run records the one it used in its model_info ("normalisation": name, mean, std), so evaluate and analyze
+# rebuild the same model; other datasets get theirs computed from their training images (`choose_normalisation`).
 NORMALISATION = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
@@ -71,11 +73,31 @@ MODELS: dict[str, Callable[..., Classifier]] = {
 ACCEPTS_CHECKPOINT = {"vit-b-2", "convnext-b", "vit-b-16", "vit-b-16-dinov3"}
 
 
+def choose_normalisation(choice: str, dataset: str) -> dict | None:
+    """The normalisation record {"name", "mean", "std"} that `choice` names: "auto" is the dataset's published one
+    when it has one (cifar10, cifar100, fashion-mnist), else None: compute it from the training images and record
+    it as {"name": "computed", ...}. Any other choice is a name in NORMALISATION (e.g. "imagenet")."""
+    name = dataset if choice == "auto" else choice
+    if name in NORMALISATION:
+        mean, std = NORMALISATION[name]
+        return {"name": name, "mean": list(mean), "std": list(std)}
+    if choice == "auto":
+        return None
+    raise DraError(f"data.normalisation must be auto or one of {', '.join(NORMALISATION)}, not {choice!r}")
+
+
 def create_model(
-    name: str, *, dataset: str, num_classes: int, in_channels: int, checkpoint: str | Path | None = None
+    name: str,
+    *,
+    dataset: str,
+    num_classes: int,
+    in_channels: int,
+    normalisation: dict | None = None,
+    checkpoint: str | Path | None = None,
 ) -> Classifier:
-    """Build a registered classifier, or timm's architecture for `timm:ARCH`, with the dataset's normalisation
-    inside it."""
+    """Build a registered classifier, or timm's architecture for `timm:ARCH`, with an input normalisation inside
+    it: `normalisation` ({"mean", "std"} per channel, pixels in [0, 1], as a run's model_info records it), else the
+    dataset's published one."""
     timm_student = name.startswith("timm:")
     if timm_student:
         from dra_pipeline.models.timm_models import parse_student
@@ -83,9 +105,15 @@ def create_model(
         arch, timm_kw = parse_student(name)
     elif name not in MODELS:
         raise DraError(f"unknown model {name!r}; choose from {', '.join(MODELS)}, or timm:ARCH for any timm model")
-    if dataset not in NORMALISATION:
+    if normalisation is not None:
+        mean, std = tuple(normalisation["mean"]), tuple(normalisation["std"])
+    elif dataset in NORMALISATION:
+        mean, std = NORMALISATION[dataset]
+    else:
         raise DraError(f"no input normalisation known for dataset {dataset!r} ({', '.join(NORMALISATION)})")
-    mean, std = NORMALISATION[dataset]
+    if len(mean) != in_channels or len(std) != in_channels:
+        what = (normalisation or {}).get("name", dataset)
+        raise DraError(f"the {what} normalisation has {len(mean)} channels but the images have {in_channels}")
     kw = dict(num_classes=num_classes, in_channels=in_channels, mean=mean, std=std)
     if checkpoint is not None:
         if name not in ACCEPTS_CHECKPOINT and not timm_student:
@@ -95,4 +123,4 @@ def create_model(
     return _timm(arch, **timm_kw)(**kw) if timm_student else MODELS[name](**kw)
 
 
-__all__ = ["MODELS", "NORMALISATION", "Classifier", "create_model"]
+__all__ = ["MODELS", "NORMALISATION", "Classifier", "choose_normalisation", "create_model"]
