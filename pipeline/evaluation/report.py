@@ -74,7 +74,7 @@ def build_report(evaluation, *, model: dict, data: dict, wall_s: float, state: d
 
 def trial_line(trial: dict) -> str:
     """What a report says of a model trained on a trial store (extract --n): 'trial run: trained on N of M rows'."""
-    return f"trial run: trained on {trial['rows']:,} of {trial['of']:,} rows (a trial store (extract --n)); not a full result"
+    return f"trial run: trained on {trial['rows']:,} of {trial['of']:,} rows (extract --n); not a full result"
 
 
 def point_flags(report: dict, which: str) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Stage two's wiring: a config and a feature store in, a run directory out.
 
 Opens the store (the manifest: its first source is the real training set, further sources are synthetic DM-AT
-npz files) and its sources (a trial store (extract --n): the rows it covers, a trial run), splits off the validation rows,
+npz files) and its sources (a trial store, extract --n: the rows it covers), splits off the validation rows,
 chooses the input normalisation (published, or computed from the training rows), builds the batch plan, the model
 (its model_info records the dataset by name and fingerprint, the normalisation and any trial) and the training
 state, creates or resumes the run directory, and runs `stages.train` under torchrun or alone. No teacher is
