@@ -1,5 +1,6 @@
 """Trial runs: a trial store (extract --n) trains on the rows it covers, validation among them, and the run says it
-is a trial in its config, checkpoint and evaluation report; `evaluate` of a whole split on a CPU first says what it costs."""
+is a trial in its config, checkpoint and evaluation report; `evaluate` of a whole split on a CPU first says what
+it costs."""
 
 import json
 
