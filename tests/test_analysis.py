@@ -202,6 +202,7 @@ def test_analyze_writes_every_figure_and_the_markdown_shows_them(tiny_run):
     assert 0 <= au["classifier"]["alignment"] <= 4
     assert record["results"]["cls-dim"]["dim"] == 200
     assert record["n_test"] == 16 and record["n_train"] == 16
+    assert isinstance(record["notes"], list) and "cknna" in record["analysis_notes"]  # the run's notes are kept
     assert record["results"]["teacher-probe"]["stored_features_probe"]["n_train"] == 8
 
 

@@ -86,11 +86,11 @@ def test_evaluate_without_n_on_a_cpu_prints_an_estimate_first_and_asks_nothing(t
     args = ["evaluate", "--run", str(run), "--attack", "fgsm", "--device", "cpu", "--data-dir", str(data)]
     result = CliRunner().invoke(main, args, input="")  # nothing to answer: a prompt would fail here
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stderr.splitlines()  # messages and progress go to stderr, in order
     line = next(i for i, text in enumerate(lines) if text.startswith("estimate: "))
     assert "for 20 points (fgsm)" in lines[line] and "measured on 20" in lines[line]
     assert "pass --n to evaluate fewer" in lines[line]
-    assert line < next(i for i, text in enumerate(lines) if text.startswith("clean "))  # before the attack ran
+    assert line < next(i for i, text in enumerate(lines) if "fgsm batch 1/1: starting" in text)  # before the attack
     assert json.loads((run / "report.json").read_text())["robust"]["n"] == 20  # and the whole split is evaluated
 
 

@@ -30,7 +30,7 @@ def write_report(analysis, out: Path, header: dict) -> list[Path]:
         **header,
         "accuracy": analysis.accuracy,
         "results": analysis.metrics,
-        "notes": analysis.notes,
+        "analysis_notes": analysis.notes,  # per analysis; header["notes"] are the run's
         "seconds": analysis.seconds,
         "figures": {k: ANALYSES[k].figure for k in analysis.figures},
     }
