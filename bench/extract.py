@@ -6,7 +6,8 @@
 Both sides run the same teacher on the same Fashion-MNIST rows at the same batch size and device. The bare side
 has the images already in memory and keeps the features (no store, no I/O); the extract side is the stage as
 the CLI runs it (image reads, float16 store writes, completion records, overlapped in threads).
-Target: ratio >= 0.85. On GPU both sides use bf16 autocast and channels-last, as `extract` does.
+Target: ratio >= 0.85 on a CPU, >= 0.95 on a GPU (issue 16). On GPU both sides use bf16 autocast and channels-last,
+as `extract` does.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def main() -> None:
     print(f"bare teacher forward: {bare:8.1f} img/s")
     print(f"extract (store):      {staged:8.1f} img/s")
     ratio = staged / bare
-    print(f"ratio extract / bare: {ratio:.3f}  (target >= 0.85: {'met' if ratio >= 0.85 else 'NOT met'})")
+    target = 0.85 if args.device == "cpu" else 0.95
+    print(f"ratio extract / bare: {ratio:.3f}  (target >= {target}: {'met' if ratio >= target else 'NOT met'})")
     print(f"projected full Fashion-MNIST train split (60000 rows): {60000 / staged:.0f} s")
 
 

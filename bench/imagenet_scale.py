@@ -97,7 +97,8 @@ def training_step(args, device: torch.device) -> None:
     from dra_pipeline.models import create_model
     from dra_pipeline.stages.train import build_state, channels_last, training_step
 
-    cfg = load_config("imagenet-convnext-b-dra", (f"train.device={device.type}",))
+    precision = "bf16" if device.type == "cuda" else "fp32"  # the docstring's setting: bf16 autocast on GPU
+    cfg = load_config("imagenet-convnext-b-dra", (f"train.device={device.type}", f"train.precision={precision}"))
     torch.manual_seed(0)
     model = create_model("convnext-b", dataset="imagenet", num_classes=1000, in_channels=3).to(device)
     if channels_last(cfg, device):
@@ -113,19 +114,19 @@ def training_step(args, device: torch.device) -> None:
         np.zeros(n, dtype=bool),
     )
     dist = Dist(device=device)
-    training_step(cfg, state, model.train(), batch, step=0, dist=dist)  # warm-up
+    training_step(cfg, state, model.train(), batch, step=0, steps_per_epoch=100, dist=dist)  # warm-up
     reset(device)
     times = []
     for step in range(1, args.steps + 1):
         start = time.perf_counter()
-        metrics = training_step(cfg, state, model.train(), batch, step=step, dist=dist)
+        metrics = training_step(cfg, state, model.train(), batch, step=step, steps_per_epoch=100, dist=dist)
         sync(device)
         times.append(time.perf_counter() - start)
     params = sum(p.numel() for p in model.parameters())
     median = float(np.median(times))
     print(
         f"ConvNeXt-B ({params / 1e6:.1f} M) TRADES-{cfg.attack.steps} + DRA step, 224 px, batch {n}, Lion, "
-        f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}: {median:.3f} s/step = {n / median:.1f} img/s, "
+        f"{'bf16 autocast' if precision == 'bf16' else 'fp32'}: {median:.3f} s/step = {n / median:.1f} img/s, "
         f"peak {peak_gib(device):.2f} GiB, loss {metrics['loss']:.3f}"
     )
 
