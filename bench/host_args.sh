@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Options every GPU-host script takes, parsed in one place. Source this file after defining usage(), then call
 #   parse_host_args "$@"      sets OUT, WHEELS, WORK, DRA_DATA_DIR from --out/--wheels/--work/--data-dir (or the
 #                             environment) and leaves any other argument in HOST_ARGS; -h prints usage and exits
