@@ -148,3 +148,39 @@ EDM_FMNIST = TeacherSpec(
     description="EDM SongUNet (1.75 M parameters) trained by this project on Fashion-MNIST; ships in the package",
 )
 register_teacher(EDM_FMNIST)(_builder(str(WEIGHTS_DIR / "edm-fmnist.safetensors")))
+
+# Trained by this project on CIFAR-10 (`teacher fit --net cifar-mini`), packaged once made: a CIFAR-10 teacher that
+# works offline, without EDM's download. Its layer is the last 8x8 decoder block before the upsampling (the rule
+# docs/recipe.md records for EDM teachers) at DDAE's sigma; `teacher probe` on CIFAR-10 checks both.
+EDM_CIFAR10_MINI_FILE = "edm-cifar10-mini.safetensors"
+EDM_CIFAR10_MINI = _edm_spec(
+    "edm-cifar10-mini",
+    "cifar10",
+    10,
+    "",
+    "EDM SongUNet (3.95 M parameters) trained by this project on CIFAR-10; packaged once made",
+    layer="dec.8x8_block2",
+    dim=128,
+)
+
+
+def _packaged_builder(filename: str, how: str):
+    """Builder for a teacher whose weights ship in the package: --checkpoint, else WEIGHTS_DIR/filename; when that
+    file is not there, one line saying how to make it."""
+    build_packaged = _builder(str(WEIGHTS_DIR / filename))
+
+    def build(spec: TeacherSpec, *, checkpoint: Path | None, layer, noise, seed) -> EDMTeacher:
+        if checkpoint is None and not (WEIGHTS_DIR / filename).is_file():
+            raise DraError(f"{spec.name}: its weights are not packaged in this install ({filename}); {how}")
+        return build_packaged(spec, checkpoint=checkpoint, layer=layer, noise=noise, seed=seed)
+
+    return build
+
+
+register_teacher(EDM_CIFAR10_MINI)(
+    _packaged_builder(
+        EDM_CIFAR10_MINI_FILE,
+        "make them with `bash bench/gpu_issue16.sh --phases teacher` on a CUDA host (`teacher fit --net cifar-mini`) "
+        "and copy the EMA weights to pipeline/teachers/weights/, or pass --checkpoint FILE",
+    )
+)
