@@ -13,6 +13,7 @@ import pytest
 from dra_pipeline.evaluation.report import point_flags
 
 N = 100
+FOUR = ["at", "at-dra", "dmat", "dmat-dra"]
 
 
 def _load_compare():
@@ -46,7 +47,9 @@ def test_point_flags_decode_the_reports_packbits_hex():
 
 def test_summary_gives_mean_std_over_seeds_and_dras_paired_effect(tmp_path, capsys):
     compare = _load_compare()
-    args = argparse.Namespace(root=tmp_path, seeds=[0, 1], weight=0.5, sweep=[], sweep_seeds=[0], attack="autoattack")
+    args = argparse.Namespace(
+        root=tmp_path, methods=FOUR, seeds=[0, 1], weight=0.5, sweep=[], sweep_seeds=[0], attack="autoattack"
+    )
     # robust rows per (method, seed): AT+DRA gains 1 then 3 points over AT; DM-AT+DRA loses 2 on seed 0 only
     runs = {
         "at-l0-s0": (range(0, 50), 70),
@@ -81,7 +84,9 @@ def test_summary_gives_mean_std_over_seeds_and_dras_paired_effect(tmp_path, caps
 
 def test_summary_of_a_partial_experiment_has_no_spread_and_no_unpaired_effect(tmp_path, capsys):
     compare = _load_compare()
-    args = argparse.Namespace(root=tmp_path, seeds=[0, 1], weight=0.5, sweep=[], sweep_seeds=[0], attack="autoattack")
+    args = argparse.Namespace(
+        root=tmp_path, methods=FOUR, seeds=[0, 1], weight=0.5, sweep=[], sweep_seeds=[0], attack="autoattack"
+    )
     _write_report(tmp_path / "at-l0-s0", range(0, 50), 70)
     _write_report(tmp_path / "dmat-dra-l0.5-s0", range(0, 55), 75)  # its DM-AT partner not evaluated yet
 
@@ -95,7 +100,7 @@ def test_summary_of_a_partial_experiment_has_no_spread_and_no_unpaired_effect(tm
 
 def test_a_sweep_on_its_own_trains_only_the_sweep_and_analyses_nothing():
     compare = _load_compare()
-    args = argparse.Namespace(seeds=[], weight=0.5, sweep=[0.25, 1.0], sweep_seeds=[0])
+    args = argparse.Namespace(methods=FOUR, seeds=[], weight=0.5, sweep=[0.25, 1.0], sweep_seeds=[0])
     all_jobs = compare.jobs(args)
     assert [j["name"] for j in all_jobs] == ["dmat-dra-l0.25-s0", "dmat-dra-l1-s0"]
     assert compare.first_seed_runs(all_jobs, args) == []
@@ -106,3 +111,51 @@ def test_a_sweep_on_its_own_trains_only_the_sweep_and_analyses_nothing():
         "dmat-l0-s3",
         "dmat-dra-l0.5-s3",
     ]
+
+
+def test_summary_of_two_methods_pairs_at_dra_with_at_and_gives_wall_times(tmp_path, capsys):
+    """--methods at,at-dra (the CIFAR-10 test): two methods, DRA's effect over AT paired by seed, per-run wall times
+    from report.json and stats.jsonl, and no DM-AT rows or pairs."""
+    compare = _load_compare()
+    args = argparse.Namespace(
+        root=tmp_path, methods=["at", "at-dra"], seeds=[0, 1], weight=0.5, sweep=[], sweep_seeds=[0], attack="aa"
+    )
+    all_jobs = compare.jobs(args)
+    assert [j["name"] for j in all_jobs] == ["at-l0-s0", "at-dra-l0.5-s0", "at-l0-s1", "at-dra-l0.5-s1"]
+    assert [j["name"] for j in compare.first_seed_runs(all_jobs, args)] == ["at-l0-s0", "at-dra-l0.5-s0"]
+    for name, rows, clean in [
+        ("at-l0-s0", range(0, 40), 80),
+        ("at-dra-l0.5-s0", range(0, 44), 81),
+        ("at-l0-s1", range(0, 42), 79),
+        ("at-dra-l0.5-s1", range(1, 42), 80),
+    ]:
+        _write_report(tmp_path / name, rows, clean)
+    (tmp_path / "at-l0-s0" / "stats.jsonl").write_text('{"epoch": 1, "epoch_s": 10.5}\n{"epoch": 2, "epoch_s": 11.0}\n')
+
+    compare.summarise(all_jobs, args)
+
+    md = capsys.readouterr().out
+    assert "| at | 0 | 0,1 | 79.50 +- 0.71 | 41.00 +- 1.41 | 100 |" in md
+    assert "| at-dra | 0.5 | 0,1 | 80.50 +- 0.71 | 42.50 +- 2.12 | 100 |" in md
+    assert "| at-l0-s0 | 80.00 | 40.00 | 100 | 22 | 1 |" in md  # train 10.5 + 11.0 s; evaluate 1.0 s
+    assert "| at-dra-l0.5-s1 | 80.00 | 41.00 | 100 | - | 1 |" in md
+    # seed 0: +4 points, rows 40-43 robust only with DRA; seed 1: -1 point, row 0 robust only without
+    assert "| at-dra - at | 0,1 | 1.00 +- 0.00 | 1.50 +- 3.54 | +4.00, -1.00 | 4 / 0, 0 / 1 |" in md
+    assert "dmat" not in md
+    assert "4 of 4 runs evaluated." in md
+
+
+def test_a_run_with_a_report_is_done_even_without_its_checkpoints(tmp_path, monkeypatch):
+    """Records brought back from another machine hold report.json but no checkpoint: nothing is run again."""
+    compare = _load_compare()
+    args = argparse.Namespace(root=tmp_path, methods=["at"], seeds=[0], weight=0.5, sweep=[], sweep_seeds=[0])
+    job = compare.jobs(args)[0]
+    _write_report(tmp_path / job["name"], range(0, 10), 50)
+    monkeypatch.setattr(compare, "run", lambda *a, **k: pytest.fail("a finished run was started again"))
+    compare.train_and_evaluate(job, args)
+
+
+def test_unknown_methods_are_refused_in_one_line():
+    compare = _load_compare()
+    with pytest.raises(SystemExit, match="--methods takes a comma list of at, at-dra, dmat, dmat-dra"):
+        compare.parse_methods("at,pgd")
