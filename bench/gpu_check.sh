@@ -21,8 +21,9 @@ installs this checkout and whichever of zarr, its dependencies and pyautoattack 
                 (env WORK; default ${TMPDIR:-/tmp}/dra-gpu-check)
   -h, --help    this text
 
-Sizes (env): DEVICE (cuda), ROWS (50000), BATCH (512), STEPS (8), IMAGENET_ROWS (1024), IMAGENET_BATCH (128),
-STUDENT_BATCH (64). A CPU rehearsal at toy size: DEVICE=cpu ROWS=64 BATCH=8 STEPS=1 bash bench/gpu_check.sh
+Sizes (env): DEVICE (cuda), ROWS (50000), BATCH (512), STEPS (8), MODEL (wrn-28-10), IMAGENET_ROWS (1024),
+IMAGENET_BATCH (128), STUDENT_BATCH (64), SKIP_IMAGENET (0; 1 skips the ImageNet-scale part). A CPU rehearsal at toy
+size: DEVICE=cpu ROWS=64 BATCH=8 STEPS=1 MODEL=wrn-16-4 SKIP_IMAGENET=1 bash bench/gpu_check.sh
 EOF
 }
 
@@ -42,7 +43,7 @@ exec > >(tee "$OUT/gpu_check.log") 2>&1
 source bench/gpu_install.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
 python3 -c "import torch, zarr; print('torch', torch.__version__, 'zarr', zarr.__version__)"
-DEVICE=${DEVICE:-cuda} ROWS=${ROWS:-50000} BATCH=${BATCH:-512} STEPS=${STEPS:-8}
+DEVICE=${DEVICE:-cuda} ROWS=${ROWS:-50000} BATCH=${BATCH:-512} STEPS=${STEPS:-8} MODEL=${MODEL:-wrn-28-10}
 SECONDS=0
 python3 bench/gpu_setup.py --rows "$ROWS" --out "$WORK"
 W=$WORK/edm-cifar10-random.safetensors
@@ -54,13 +55,16 @@ echo "== bench/extract.py (extract img/s over bare forward img/s) =="
 python3 bench/extract.py --teacher edm-cifar10 --checkpoint "$W" --data "$WORK/synthetic.npz" \
   --rows $((ROWS < 16384 ? ROWS : 16384)) --batch-size "$BATCH" --device "$DEVICE"
 for PRECISION in fp32 bf16; do
-  echo "== bench/train_step.py: WRN-28-10, batch $BATCH, TRADES-10, $PRECISION (channels-last on GPU) =="
+  echo "== bench/train_step.py: $MODEL, batch $BATCH, TRADES-10, $PRECISION (channels-last on GPU), with MFU =="
   python3 bench/train_step.py --features "$WORK/store.zarr" --config dmat-cifar10-1m-wrn28-10-dra --device "$DEVICE" \
-    --set train.batch_size="$BATCH" --set train.precision="$PRECISION" --steps "$STEPS" --warmup "$((STEPS < 3 ? 1 : 3))"
+    --set model.name="$MODEL" --set train.batch_size="$BATCH" --set train.precision="$PRECISION" --steps "$STEPS" \
+    --warmup "$((STEPS < 3 ? 1 : 3))" --json "$OUT/train_step-$PRECISION.json"
 done
-echo "== bench/precision.py: bf16 autocast against fp32 (adversarial pixels changed, step time), WRN-28-10 =="
-python3 bench/precision.py --model wrn-28-10 --batch 128 --device "$DEVICE"
-echo "== bench/imagenet_scale.py: LightningDiT-XL/1 extraction, ConvNeXt-B TRADES-3 + DRA step (random weights) =="
-python3 bench/imagenet_scale.py --device "$DEVICE" --rows "${IMAGENET_ROWS:-1024}" --batch-size "${IMAGENET_BATCH:-128}" \
-  --student-batch "${STUDENT_BATCH:-64}" --steps "$STEPS"
+echo "== bench/precision.py: bf16 autocast against fp32 (adversarial pixels changed, step time), $MODEL =="
+python3 bench/precision.py --model "$MODEL" --batch "$((BATCH < 128 ? BATCH : 128))" --device "$DEVICE"
+if [ "${SKIP_IMAGENET:-0}" != 1 ]; then
+  echo "== bench/imagenet_scale.py: LightningDiT-XL/1 extraction, ConvNeXt-B TRADES-3 + DRA step (random weights) =="
+  python3 bench/imagenet_scale.py --device "$DEVICE" --rows "${IMAGENET_ROWS:-1024}" \
+    --batch-size "${IMAGENET_BATCH:-128}" --student-batch "${STUDENT_BATCH:-64}" --steps "$STEPS"
+fi
 echo "gpu_check done in $SECONDS s"
