@@ -91,7 +91,7 @@ def count_flops(fn: Callable[[], object]) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    counter.mod_tracker = _GlobalOnly()
+    counter.mod_tracker = _GlobalOnly()  # pyright: ignore[reportAttributeAccessIssue]
     with counter:
         fn()
     return int(counter.get_total_flops())

@@ -38,7 +38,8 @@ def read_members(archive: Path) -> dict[str, bytes]:
         with zipfile.ZipFile(archive) as zf:
             return {n: zf.read(n) for n in zf.namelist() if n.endswith(".jpg")}
     with tarfile.open(archive) as tf:
-        return {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile() and m.name.endswith(".jpg")}
+        members = [m for m in tf.getmembers() if m.isfile() and m.name.endswith(".jpg")]
+        return {m.name: f.read() for m in members if (f := tf.extractfile(m)) is not None}
 
 
 def select(names: list[str], split: str, per_class: int | None) -> tuple[list[str], np.ndarray]:
