@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# What bench/gpu_issue16.sh needs on a lent GPU machine that reaches no package index, in one folder of this
+# checkout that git ignores, small enough to travel with it (the working tree and the carried folder: 64 MiB):
+# the wheels the host's Python lacks (CPython 3.12, without dra_pipeline's own, which the script builds from the
+# checkout) and CIFAR-10's JPEG re-encoding as one .tar.xz (17.7 MiB instead of the zip's 62).
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: bash bench/gpu_pack.sh [--out DIR] [--cifar-zip ZIP] [--python VERSION]
+
+Writes DIR/wheels/ (bench/gpu_wheels.sh --python VERSION --no-package) and DIR/cifar10-jpeg.tar.xz
+(experiments/cifar10_jpeg.py pack), lists DIR in .git/info/exclude, and prints the size that travels and the
+commands to run on the GPU machine.
+
+  --out DIR         folder inside the checkout (default .gpu)
+  --cifar-zip ZIP   CIFAR-10's JPEG zip (default: $DRA_CIFAR10_JPEG_ZIP, else ../shared/data/cifar10-jpeg.zip)
+  --python VERSION  the GPU host's CPython (default 3.12, a lent H200's)
+  -h, --help        this text
+
+Env: PYTHON, the interpreter with numpy and pip (default: the checkout's .venv, else python3).
+EOF
+}
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+dir=.gpu zip=${DRA_CIFAR10_JPEG_ZIP:-$repo/../shared/data/cifar10-jpeg.zip} py=3.12
+while [ $# -gt 0 ]; do
+  case $1 in
+    --out) dir=${2:?--out needs a folder}; shift 2 ;;
+    --cifar-zip) zip=${2:?--cifar-zip needs a file}; shift 2 ;;
+    --python) py=${2:?--python needs a version}; shift 2 ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "gpu_pack.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+cd "$repo"
+if [ -x .venv/bin/python ]; then PYTHON=${PYTHON:-$repo/.venv/bin/python}; else PYTHON=${PYTHON:-python3}; fi
+[ -f "$zip" ] || { echo "gpu_pack.sh: $zip not found; pass --cifar-zip" >&2; exit 2; }
+case $(cd "$(dirname "$dir")" 2>/dev/null && pwd)/ in
+  "$repo"/*) ;;
+  *) echo "gpu_pack.sh: --out must be inside the checkout ($repo), so that it can travel" >&2; exit 2 ;;
+esac
+mkdir -p "$dir"
+rel=${dir#./}
+exclude=$(git rev-parse --git-path info/exclude)
+mkdir -p "$(dirname "$exclude")"
+grep -qxF "/$rel/" "$exclude" 2>/dev/null || echo "/$rel/" >>"$exclude"
+
+PATH=$(dirname "$PYTHON"):$PATH bash bench/gpu_wheels.sh --out "$dir/wheels" --python "$py" --no-package >/dev/null
+[ -f "$dir/cifar10-jpeg.tar.xz" ] || "$PYTHON" experiments/cifar10_jpeg.py pack "$zip" --out "$dir/cifar10-jpeg.tar.xz"
+
+tree=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- 2>/dev/null | tail -n 1 | cut -f1)
+packed=$(du -sb "$dir" | cut -f1)
+total=$(((tree + packed) / 1048576))
+echo "travels: working tree $((tree / 1048576)) MiB + $rel $((packed / 1048576)) MiB = $total MiB (limit 64 MiB)"
+[ "$total" -lt 64 ] || echo "gpu_pack.sh: over the limit: leave out what the phase does not need" >&2
+cat <<EOF
+On the GPU machine (device tool \`run\`, carry ["$rel"]), one phase per call, each well inside a 10-minute command:
+  bash bench/gpu_issue16.sh --phases perf --wheels $rel/wheels --out /tmp/issue16 --bundle \$OUT
+  bash bench/gpu_issue16.sh --phases teacher --wheels $rel/wheels --cifar $rel/cifar10-jpeg.tar.xz \\
+    --out /tmp/issue16 --bundle \$OUT
+  bash bench/gpu_issue16.sh --phases cifar10 --wheels $rel/wheels --cifar $rel/cifar10-jpeg.tar.xz \\
+    --out /tmp/issue16 --bundle \$OUT \\
+    --records $rel/records.tar.gz --teacher-weights $rel/edm-cifar10-mini.safetensors
+(copy an earlier call's records.tar.gz and edm-cifar10-mini.safetensors from its files into $rel/ first)
+EOF
