@@ -159,7 +159,7 @@ phase_teacher() {
     --train-n "${PROBE_TRAIN_N:-5000}" --test-n "${PROBE_TEST_N:-2000}" --seed 0 --device "$DEVICE" \
     | tee "$dir/probe.md" || { echo "teacher: probe stopped"; return 0; }
   timeout --kill-after=10 "$(left)" python3 -m dra_pipeline generate --teacher edm-cifar10-mini \
-    --checkpoint "$weights" --count "${SAMPLES:-100}" --out "$dir/samples.npz" --seed 0 --batch-size 100 \
+    --checkpoint "$weights" --n "${SAMPLES:-100}" --out "$dir/samples.npz" --seed 0 --batch-size 100 \
     --device "$DEVICE" \
     || { echo "teacher: generate stopped"; return 0; }
   python3 experiments/teacher_record.py "$run" --samples "$dir/samples.npz" --out "$dir" && touch "$dir/DONE"
