@@ -167,7 +167,7 @@ phase_teacher() {
 }
 
 phase_cifar10() {
-  local dir=$OUT/cifar10 store=$WORK/cifar10-mini.zarr weights=$TEACHER_WEIGHTS
+  local dir=$OUT/cifar10 store weights=$TEACHER_WEIGHTS
   local seeds=${SEEDS:-0,1} sets=() kv
   for kv in ${CIFAR_SETS:-}; do sets+=(--set "$kv"); done
   if [ -f "$dir/DONE" ]; then echo "cifar10: done before ($dir/results.md)"; return 0; fi
@@ -184,6 +184,7 @@ phase_cifar10() {
     echo "cifar10: not started, $(left) s left (it needs ${CIFAR_MIN_S:-300}); rerun on a fresh machine"; return 0
   fi
   echo "== phase cifar10 (c): AT vs AT + DRA on CIFAR-10 (JPEG copy), teacher $weights =="
+  store=$WORK/cifar10-mini-$(sha256sum "$weights" | cut -c1-12).zarr  # one store per teacher weights
   mkdir -p "$dir"
   cifar_data cifar10 || return 0
   export DRA_DATA_DIR=$WORK/data
@@ -210,6 +211,7 @@ phase_cifar10() {
       || return 0
   fi
   read -r epochs run_seeds <<<"$plan"
+  local compared=1  # compare.py prints the table when it ends; otherwise it is printed below
   if [ -n "$run_seeds" ]; then
     local n_runs=$(($(tr -cd , <<<"$run_seeds" | wc -c) * 2 + 2))
     timeout --kill-after=20 "$(left)" python3 experiments/compare.py --dataset cifar10 --methods at,at-dra \
@@ -218,10 +220,11 @@ phase_cifar10() {
       --device "$DEVICE" --parallel "${PARALLEL:-$n_runs}" --root "$dir" --store "$store" \
       --teacher-checkpoint "$weights" \
       --data-dir "$WORK/data" --set "train.epochs=$epochs" ${sets[@]+"${sets[@]}"}
-    echo "cifar10: compare.py exit $? after $SECONDS s"
+    compared=$?
+    echo "cifar10: compare.py exit $compared after $SECONDS s"
   fi
   python3 experiments/compare.py --dataset cifar10 --methods at,at-dra --seeds "$seeds" --sweep '' --summary \
-    --attack "${ATTACK:-autoattack}" --root "$dir" >/dev/null && cat "$dir/results.md"
+    --attack "${ATTACK:-autoattack}" --root "$dir" >/dev/null && [ "$compared" != 0 ] && cat "$dir/results.md"
   local left_seeds
   left_seeds=$(python3 -c "
 import sys; sys.path.insert(0, 'experiments')
