@@ -1,4 +1,4 @@
-"""Helpers for the hostile-user tests (issue 17): file-tree snapshots, one-line errors, a tiny store and checkpoint."""
+"""Shared test helpers: file-tree snapshots, one-line errors, a tiny store's extract command, a SmallCNN checkpoint."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from dra_pipeline.cli import main
 from dra_pipeline.models import create_model
 from tests import fixtures
 
-INFO = {"name": "small-cnn", "dataset": "fashion-mnist", "num_classes": 10, "in_channels": 1, "eps": 0.1}
+INFO = {
+    "name": "small-cnn",
+    "dataset": "fashion-mnist",
+    "num_classes": 10,
+    "in_channels": 1,
+    "image_size": [28, 28],
+    "eps": 0.1,
+}
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -46,7 +53,8 @@ def fmnist(root: Path, n_train: int = 48) -> Path:
     return d
 
 
-def extract_args(data: Path, out: Path, *extra) -> list:
+def extract_args(data: Path, out: Path, *extra, rows_per_shard: int = 16) -> list:
+    """`extract` with the tiny-gray teacher over a Fashion-MNIST folder, on CPU."""
     return [
         "extract",
         "--teacher",
@@ -58,7 +66,7 @@ def extract_args(data: Path, out: Path, *extra) -> list:
         "--out",
         out,
         "--rows-per-shard",
-        16,
+        rows_per_shard,
         "--batch-size",
         16,
         "--device",
@@ -67,10 +75,13 @@ def extract_args(data: Path, out: Path, *extra) -> list:
     ]
 
 
-def write_checkpoint(path: Path, seed: int = 0) -> Path:
-    """A random SmallCNN saved as a train checkpoint (best-ema.pt layout)."""
+def write_checkpoint(path: Path, seed: int = 0, favour: int | None = None) -> Path:
+    """A random SmallCNN saved as a train checkpoint (best-ema.pt layout); `favour` biases it hard to one class."""
     torch.manual_seed(seed)
     model = create_model("small-cnn", dataset="fashion-mnist", num_classes=10, in_channels=1)
+    if favour is not None:
+        with torch.no_grad():
+            model.head.bias[favour] += 50
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"ema": model.state_dict(), "model_info": INFO, "epoch": 1}, path)
     return path

@@ -17,6 +17,7 @@ from dra_pipeline.analysis.frequency import fourier_map
 from dra_pipeline.analysis.sae import sae_sweep
 from dra_pipeline.cli import main
 from tests import fixtures
+from tests.hostile import extract_args, invoke, write_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -128,43 +129,13 @@ def test_probe_module_is_differentiable_for_pgd():
 def tiny_run(tmp_path):
     """A Fashion-MNIST-format folder, a tiny-gray store of its training split (clean and flip views), and a run
     directory holding a small-cnn best-ema.pt whose config names the store."""
-    from dra_pipeline.models import create_model
-
     data = tmp_path / "fashion-mnist"
     fixtures.write_fashion_mnist(data, n_train=40, n_test=20)
     store = tmp_path / "f.zarr"
-    args = [
-        "extract",
-        "--teacher",
-        "tiny-gray",
-        "--data",
-        "fashion-mnist",
-        "--data-dir",
-        str(data),
-        "--out",
-        str(store),
-        "--rows-per-shard",
-        "20",
-        "--batch-size",
-        "20",
-        "--views",
-        "clean,flip",
-    ]
-    result = CliRunner().invoke(main, args)
+    result = invoke(*extract_args(data, store, "--views", "clean,flip", rows_per_shard=20))
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "tiny"
-    run.mkdir(parents=True)
-    torch.manual_seed(0)
-    model = create_model("small-cnn", dataset="fashion-mnist", num_classes=10, in_channels=1)
-    info = {
-        "name": "small-cnn",
-        "dataset": "fashion-mnist",
-        "num_classes": 10,
-        "in_channels": 1,
-        "image_size": [28, 28],
-        "eps": 0.1,
-    }
-    torch.save({"ema": model.state_dict(), "model_info": info, "epoch": 1}, run / "best-ema.pt")
+    write_checkpoint(run / "best-ema.pt")
     (run / "config.yaml").write_text(yaml.safe_dump({"features": str(store)}))
     return run, data, store
 

@@ -15,35 +15,19 @@ from dra_pipeline.evaluation.attacks import AUTOATTACK_STANDARD, Attack, build_a
 from dra_pipeline.evaluation.intervals import wilson
 from dra_pipeline.evaluation.state import EvaluationState
 from dra_pipeline.evaluation.worst_case import worst_case
-from dra_pipeline.models import create_model
 from dra_pipeline.stages.evaluate import evaluate
 from tests import evaluation_models as em
 from tests import fixtures
+from tests.hostile import write_checkpoint
 from tests.test_cli import assert_one_line_error
-
-INFO = {
-    "name": "small-cnn",
-    "dataset": "fashion-mnist",
-    "num_classes": 10,
-    "in_channels": 1,
-    "image_size": [28, 28],
-    "eps": 0.1,
-}
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_run(directory: Path, *, favour: int | None = None, seed: int = 0) -> Path:
     """A run directory holding a random SmallCNN as best-ema.pt; `favour` biases it hard towards one class."""
-    torch.manual_seed(seed)
-    model = create_model("small-cnn", dataset="fashion-mnist", num_classes=10, in_channels=1)
-    if favour is not None:
-        with torch.no_grad():
-            model.head.bias[favour] += 50
     directory.mkdir(parents=True)
-    torch.save({"ema": model.state_dict(), "model_info": INFO, "epoch": 1}, directory / "best-ema.pt")
-    return directory / "best-ema.pt"
+    return write_checkpoint(directory / "best-ema.pt", seed=seed, favour=favour)
 
 
 @pytest.fixture

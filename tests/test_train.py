@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from dra_pipeline.cli import main
 from tests import fixtures
+from tests.hostile import extract_args, invoke
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = [
@@ -41,25 +42,7 @@ def fmnist(tmp_path):
 
 
 def extract_store(d, out, *extra):
-    args = [
-        "extract",
-        "--teacher",
-        "tiny-gray",
-        "--data",
-        "fashion-mnist",
-        "--data-dir",
-        str(d),
-        "--out",
-        str(out),
-        "--rows-per-shard",
-        "32",
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
-        *extra,
-    ]
-    result = CliRunner().invoke(main, args)
+    result = invoke(*extract_args(d, out, *extra, rows_per_shard=32))
     assert result.exit_code == 0, result.output
 
 
