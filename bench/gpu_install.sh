@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Sourced by the GPU scripts (bench/gpu_check.sh, bench/gpu_issue16.sh, experiments/compare_gpu.sh): make this
+# Sourced by the GPU scripts (bench/gpu_check.sh, bench/gpu_record.sh, experiments/compare_gpu.sh): make this
 # checkout's dra_pipeline and the packages the host's Python lacks (zarr and its dependencies, pyautoattack)
 # importable, without touching that Python's own site-packages. The package's other dependencies (pyproject.toml;
 # torch as a CUDA build) are expected to be installed already.
@@ -9,7 +9,7 @@
 #           (no build isolation: nothing is downloaded). When empty, this checkout is built and the missing
 #           packages come from the configured package index.
 #   SITE    the folder the packages go into (default: ${TMPDIR:-/tmp}/dra-pipeline-site); put first on PYTHONPATH.
-# Sourcing it again in a child script (gpu_issue16.sh runs gpu_check.sh) does nothing: DRA_GPU_SITE says it is done.
+# Sourcing it again in a child script (gpu_record.sh runs gpu_check.sh) does nothing: DRA_GPU_SITE says it is done.
 # Run from the repository root.
 SITE=${SITE:-${TMPDIR:-/tmp}/dra-pipeline-site}
 if [ "${DRA_GPU_SITE:-}" != "$SITE" ]; then

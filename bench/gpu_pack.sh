@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What bench/gpu_issue16.sh needs on a lent GPU machine that reaches no package index, in one folder of this
+# What bench/gpu_record.sh needs on a GPU host that reaches no package index, in one folder of this
 # checkout that git ignores, small enough to travel with it (the working tree and the carried folder: 64 MiB):
 # the wheels the host's Python lacks (CPython 3.12, without dra_pipeline's own, which the script builds from the
 # checkout) and CIFAR-10's JPEG re-encoding as one .tar.xz (17.7 MiB instead of the zip's 62).
@@ -15,7 +15,7 @@ commands to run on the GPU machine.
 
   --out DIR         folder inside the checkout (default .gpu)
   --cifar-zip ZIP   CIFAR-10's JPEG zip (default: $DRA_CIFAR10_JPEG_ZIP, else ../shared/data/cifar10-jpeg.zip)
-  --python VERSION  the GPU host's CPython (default 3.12, a lent H200's)
+  --python VERSION  the GPU host's CPython (default 3.12)
   -h, --help        this text
 
 Env: PYTHON, the interpreter with numpy and pip (default: the checkout's .venv, else python3).
@@ -56,11 +56,11 @@ echo "travels: working tree $((tree / 1048576)) MiB + $rel $((packed / 1048576))
 [ "$total" -lt 64 ] || echo "gpu_pack.sh: over the limit: leave out what the phase does not need" >&2
 cat <<EOF
 On the GPU machine (device tool \`run\`, carry ["$rel"]), one phase per call, each well inside a 10-minute command:
-  bash bench/gpu_issue16.sh --phases perf --wheels $rel/wheels --out /tmp/issue16 --bundle \$OUT
-  bash bench/gpu_issue16.sh --phases teacher --wheels $rel/wheels --cifar $rel/cifar10-jpeg.tar.xz \\
-    --out /tmp/issue16 --bundle \$OUT
-  bash bench/gpu_issue16.sh --phases cifar10 --wheels $rel/wheels --cifar $rel/cifar10-jpeg.tar.xz \\
-    --out /tmp/issue16 --bundle \$OUT \\
+  bash bench/gpu_record.sh --phases perf --wheels $rel/wheels --out runs/gpu-record --bundle \$OUT
+  bash bench/gpu_record.sh --phases teacher --wheels $rel/wheels --cifar $rel/cifar10-jpeg.tar.xz \\
+    --out runs/gpu-record --bundle \$OUT
+  bash bench/gpu_record.sh --phases cifar10 --wheels $rel/wheels --cifar $rel/cifar10-jpeg.tar.xz \\
+    --out runs/gpu-record --bundle \$OUT \\
     --records $rel/records.tar.gz --teacher-weights $rel/edm-cifar10-mini.safetensors
 (copy an earlier call's records.tar.gz and edm-cifar10-mini.safetensors from its files into $rel/ first)
 EOF

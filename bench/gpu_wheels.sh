@@ -14,8 +14,8 @@ numcodecs, donfig, google-crc32c, packaging, typing_extensions and pyautoattack.
 
   --out DIR           wheel folder (env WHEELS; default .whl in the repository root, which git does not track:
                       list it in .git/info/exclude or choose a folder outside the checkout)
-  --python VERSIONS   comma list of CPython versions for the compiled wheels (default 3.11,3.12,3.13; a lent
-                      H200 runs 3.12: `--python 3.12` keeps the folder small enough to travel with the checkout)
+  --python VERSIONS   comma list of CPython versions for the compiled wheels (default 3.11,3.12,3.13;
+                      `--python 3.12` alone keeps the folder small enough to travel with the checkout)
   --no-package        leave out dra_pipeline's own wheel (it carries the packaged teacher weights): the GPU
                       scripts then build the checkout they run in, offline, with the host's setuptools
   -h, --help          this text

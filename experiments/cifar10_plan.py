@@ -1,4 +1,4 @@
-"""How much of the CIFAR-10 comparison fits the time left on a lent GPU machine (bench/gpu_issue16.sh, phase cifar10).
+"""How much of the CIFAR-10 comparison fits the time left on a time-limited GPU host (bench/gpu_record.sh, cifar10).
 
     python experiments/cifar10_plan.py --step STEP.json --root ROOT --store STORE --seeds 0,1 --left-s 400 [--epochs N]
 

@@ -19,7 +19,7 @@ CIFAR_MINI = SongUNetConfig(img_resolution=32, img_channels=3, label_dim=10, **N
 
 
 def test_cifar_mini_ema_weights_stay_under_25_mb_and_16_mib():
-    """25 MB: issue 16's budget for a packaged teacher; 16 MiB: the largest file a lent GPU machine sends back."""
+    """25 MB: issue 16's budget for a packaged teacher; 16 MiB: the largest file a time-limited GPU host sends back."""
     params = sum(p.numel() for p in EDMDenoiser(CIFAR_MINI).parameters())
     assert params == 3_954_563  # the count NETWORKS' comment and the teacher's description give (3.95 M)
     assert 4 * params < 25e6 and 4 * params < 16 * 2**20
@@ -34,7 +34,7 @@ def test_missing_weights_name_how_to_make_them_in_one_line(tmp_path, monkeypatch
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith("edm-cifar10-mini: its weights are not packaged")
-    assert "bash bench/gpu_issue16.sh --phases teacher" in message and "--checkpoint" in message
+    assert "bash bench/gpu_record.sh --phases teacher" in message and "--checkpoint" in message
 
 
 def test_a_fitted_checkpoint_gives_128_d_features_at_the_last_8x8_block(tmp_path):

@@ -180,7 +180,7 @@ def _packaged_builder(filename: str, how: str):
 register_teacher(EDM_CIFAR10_MINI)(
     _packaged_builder(
         EDM_CIFAR10_MINI_FILE,
-        "make them with `bash bench/gpu_issue16.sh --phases teacher` on a CUDA host (`teacher fit --net cifar-mini`) "
+        "make them with `bash bench/gpu_record.sh --phases teacher` on a CUDA host (`teacher fit --net cifar-mini`) "
         "and copy the EMA weights to pipeline/teachers/weights/, or pass --checkpoint FILE",
     )
 )

@@ -33,7 +33,7 @@ NETWORKS = {
     # edm-fmnist: 1.75 M parameters; 28 -> 14 -> 7 px, attention at 14 px.
     "small": dict(model_channels=32, channel_mult=(1, 2, 2), num_blocks=2, attn_resolutions=(14, 16), dropout=0.1),
     # edm-cifar10-mini: 3.95 M parameters on 32 x 32 x 3 with 10 classes, 15.1 MiB of float32 EMA weights (under
-    # the 25 MB budget, and under 16 MiB so the file comes back whole from a lent GPU machine); 32 -> 16 -> 8 px,
+    # the 25 MB budget, and under 16 MiB, the largest file some time-limited GPU hosts send back); 32 -> 16 -> 8 px,
     # channels 32, 64, 128, attention at 16 px and in the 8 px bottleneck, DDPM++'s embedding width (4 x 32);
     # 1.28 GFLOP per image forward, 1/33 of DDPM++'s: about 8 minutes of fitting on one H200 sees millions of images.
     "cifar-mini": dict(model_channels=32, channel_mult=(1, 2, 4), num_blocks=2, attn_resolutions=(16,), dropout=0.1),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 16 on a lent GPU machine, as one script. Three phases, in this order:
+# The GPU record on a time-limited GPU host (10 minutes a command), as one script. Three phases, in this order:
 #   perf     (a) the performance record at real size: bench/gpu_check.sh (WRN-28-10 at batch 512 on a 50,000-row
 #                store, fp32 and bf16 with MFU; full-size EDM DDPM++ extraction; LightningDiT-XL; ConvNeXt-B)
 #   teacher  (b) edm-cifar10-mini: `teacher fit --net cifar-mini` on real CIFAR-10 (the JPEG re-encoding), a linear
@@ -9,29 +9,29 @@
 # Each phase is skipped when its record under OUT is complete, starts only when its minimum time is left of
 # --budget-s, and is stopped in time (`timeout` on each command). Rerunning the same command continues: on the
 # same machine from OUT and WORK; on a fresh machine from --records (the records.tar.gz an earlier run wrote
-# into --bundle). A lent machine's command runs at most 10 minutes: (a) fits one, (b) one more, (c) one or two.
+# into --bundle). With 10-minute commands: (a) fits one, (b) one more, (c) one or two.
 set -uo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: bash bench/gpu_issue16.sh [--phases perf,teacher,cifar10] [--budget-s S] [--out DIR] [--work DIR]
+Usage: bash bench/gpu_record.sh [--phases perf,teacher,cifar10] [--budget-s S] [--out DIR] [--work DIR]
                                  [--wheels DIR] [--cifar ARCHIVE] [--records TAR] [--teacher-weights FILE]
                                  [--bundle DIR]
 
   --phases LIST          phases to run, in the order perf, teacher, cifar10 (default: all three)
-  --budget-s S           seconds this call may take in all (env BUDGET_S; default 540: a lent machine's command
-                         is stopped at 600 s); 20 s of it are kept for writing the bundle
-  --out DIR              every record (env OUT; default runs/issue16)
-  --work DIR             data, stores, scratch; not brought back (env WORK; default ${TMPDIR:-/tmp}/dra-issue16)
+  --budget-s S           seconds this call may take in all (env BUDGET_S; default 540, for a host that stops
+                         a command at 600 s); 20 s of it are kept for writing the bundle
+  --out DIR              every record (env OUT; default runs/gpu-record)
+  --work DIR             data, stores, scratch; not brought back (env WORK; default ${TMPDIR:-/tmp}/dra-gpu-record)
   --wheels DIR           wheel folder from bench/gpu_wheels.sh, for a host without a package index (env WHEELS)
   --cifar ARCHIVE        CIFAR-10's JPEG re-encoding: the zip, or the .tar.xz `experiments/cifar10_jpeg.py pack`
                          makes (env CIFAR10_JPEG, else DRA_CIFAR10_JPEG_ZIP); needed by teacher and cifar10
   --records TAR          records.tar.gz from an earlier machine: unpacked into OUT first (existing files kept)
   --teacher-weights FILE edm-cifar10-mini's EMA weights for phase cifar10 (env TEACHER_WEIGHTS; default: OUT's from
                          phase teacher, else the packaged ones)
-  --bundle DIR           also write DIR/records.tar.gz (OUT without weights, checkpoints or stores), DIR/issue16.log
+  --bundle DIR           also write DIR/records.tar.gz (OUT without weights, checkpoints or stores), DIR/gpu-record.log
                          and DIR/edm-cifar10-mini.safetensors (when made): at most 3 files, each under 16 MiB, for a
-                         lent machine's $OUT
+                         host that sends back only small files
   -h, --help             this text
 
 Env (sizes; defaults are the real ones): DEVICE (cuda); perf: PERF_S (450, its limit) and bench/gpu_check.sh's
@@ -61,14 +61,14 @@ while [ $# -gt 0 ]; do
     --records) RECORDS=${2:?--records needs a file}; shift 2 ;;
     --teacher-weights) TEACHER_WEIGHTS=${2:?--teacher-weights needs a file}; shift 2 ;;
     --bundle) BUNDLE=${2:?--bundle needs a folder}; shift 2 ;;
-    *) echo "gpu_issue16.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    *) echo "gpu_record.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
 done
-OUT=${OUT:-$repo/runs/issue16} WORK=${WORK:-${TMPDIR:-/tmp}/dra-issue16}
+OUT=${OUT:-$repo/runs/gpu-record} WORK=${WORK:-${TMPDIR:-/tmp}/dra-gpu-record}
 absolute_host_dirs || exit 1
 for name in CIFAR RECORDS TEACHER_WEIGHTS; do
   if [ -n "${!name}" ]; then
-    [ -f "${!name}" ] || { echo "gpu_issue16.sh: $name file ${!name} not found" >&2; exit 2; }
+    [ -f "${!name}" ] || { echo "gpu_record.sh: $name file ${!name} not found" >&2; exit 2; }
     printf -v "$name" '%s' "$(cd "$(dirname "${!name}")" && pwd)/$(basename "${!name}")"
   fi
 done
@@ -84,21 +84,21 @@ bundle() {
   [ -n "$BUNDLE" ] || return 0
   tar -czf "$BUNDLE/records.tar.gz" -C "$OUT" --exclude='*.pt' --exclude='*.safetensors' --exclude='*.zarr' \
     --exclude='*.partial' . 2>/dev/null
-  cp "$OUT/issue16.log" "$BUNDLE/issue16.log" 2>/dev/null
+  cp "$OUT/gpu-record.log" "$BUNDLE/gpu-record.log" 2>/dev/null
   cp "$OUT/teacher/edm-cifar10-mini.safetensors" "$BUNDLE/" 2>/dev/null
   ls -l "$BUNDLE"
   true
 }
 trap bundle EXIT
 if [ -n "$RECORDS" ]; then
-  tar -xzf "$RECORDS" -C "$OUT" --skip-old-files || { echo "gpu_issue16.sh: cannot unpack $RECORDS" >&2; exit 2; }
+  tar -xzf "$RECORDS" -C "$OUT" --skip-old-files || { echo "gpu_record.sh: cannot unpack $RECORDS" >&2; exit 2; }
 fi
-exec > >(tee -a "$OUT/issue16.log") 2>&1
+exec > >(tee -a "$OUT/gpu-record.log") 2>&1
 SECONDS=0
-echo "== gpu_issue16.sh $(date -u +%FT%TZ): phases $PHASES, budget $BUDGET_S s, device $DEVICE, out $OUT =="
+echo "== gpu_record.sh $(date -u +%FT%TZ): phases $PHASES, budget $BUDGET_S s, device $DEVICE, out $OUT =="
 
 # shellcheck source=bench/gpu_install.sh
-source bench/gpu_install.sh || { echo "gpu_issue16.sh: install failed"; exit 1; }
+source bench/gpu_install.sh || { echo "gpu_record.sh: install failed"; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
 python3 -c "import torch, zarr; print('torch', torch.__version__, 'zarr', zarr.__version__)" || exit 1
 git log -1 --format='commit %H %s' 2>/dev/null || true
@@ -241,4 +241,4 @@ print(','.join(map(str, pending(Path('$dir'), [int(s) for s in '$seeds'.split(',
 for phase in perf teacher cifar10; do
   if wanted "$phase"; then "phase_$phase"; fi
 done
-echo "gpu_issue16 done in $SECONDS s ($(left) s of the budget left)"
+echo "gpu_record done in $SECONDS s ($(left) s of the budget left)"

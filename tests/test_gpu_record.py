@@ -107,8 +107,8 @@ def test_pending_seeds_follow_compares_run_names(tmp_path, monkeypatch):
 
 
 def test_script_help_and_unknown_arguments():
-    script = ROOT / "bench" / "gpu_issue16.sh"
+    script = ROOT / "bench" / "gpu_record.sh"
     done = subprocess.run(["bash", str(script), "-h"], capture_output=True, text=True)
     assert done.returncode == 0 and "--phases" in done.stdout and "--budget-s" in done.stdout
     bad = subprocess.run(["bash", str(script), "--bogus"], capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.startswith("gpu_issue16.sh: unknown argument: --bogus")
+    assert bad.returncode == 2 and bad.stderr.startswith("gpu_record.sh: unknown argument: --bogus")
