@@ -6,7 +6,7 @@
 Both sides run the same teacher on the same Fashion-MNIST rows at the same batch size and device. The bare side
 has the images already in memory and keeps the features (no store, no I/O); the extract side is the stage as
 the CLI runs it (image reads, float16 store writes, completion records, overlapped in threads).
-Target: ratio >= 0.85 on a CPU, >= 0.95 on a GPU (issue 16). On GPU both sides use bf16 autocast and channels-last,
+Target: ratio >= 0.85 on a CPU, >= 0.95 on a GPU. On GPU both sides use bf16 autocast and channels-last,
 as `extract` does.
 """
 
