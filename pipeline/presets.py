@@ -6,7 +6,9 @@ of the store's real rows, with or without its synthetic rows, with DRA on.
   cifar10              no               at-cifar10-wrn34-10-dra         the paper's AT row, WRN-34-10
   cifar100             yes / no         dmat-cifar100-1m-wrn28-10-dra / at-cifar100-wrn34-10-dra
   fashion-mnist        either           fmnist-cpu (synthetic rows at DM-AT's 70 % per batch when present)
-  image folder         either           imagenet-convnext-b-dra (folders are read in the ImageNet layout)
+  image folder         either           imagenet-convnext-b-dra (folders are read in the ImageNet layout), its
+                                        data.dataset set to the store's folder; a folder of images smaller than
+                                        the preset's crop is refused (pass --config)
 
 The teacher's feature width does not enter the choice: the DRA head is built for whatever width the store holds.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import os
 from typing import NamedTuple
+from urllib.parse import urlencode
 
 from dra_pipeline.cache import FeatureStore
 from dra_pipeline.config import Config, load_config, preset_names
@@ -55,12 +58,28 @@ def preset_for_store(store: FeatureStore | str | os.PathLike) -> Choice:
         )
     preset = PRESETS[kind, has_synthetic]
     sets = [f"dra.weight={DRA_LAMBDA}"]
+    if kind == "folder":
+        sets.append(f"data.dataset={folder_dataset(store, real, preset)}")
     if has_synthetic and load_config(preset).data.synthetic_fraction == 0:
         sets.append(f"data.synthetic_fraction={DMAT_FRACTION}")
     rows = f"{int(real['count']):,} {kind} {real.get('split', 'all')} rows"
     rows += f" + {sum(int(s['count']) for s in synthetic):,} synthetic" if has_synthetic else ", no synthetic rows"
     teacher = store.provenance.get("teacher", "unknown teacher")
     return Choice(preset, f"{store.path} holds {rows} ({teacher} features, {store.layout.dim}-d)", tuple(sets))
+
+
+def folder_dataset(store: FeatureStore, real: dict, preset: str) -> str:
+    """data.dataset naming the store's image folder (with its read options), once its images are at least as large
+    as the crops `preset` trains on; smaller images are refused with the presets to choose from."""
+    shape = real.get("image_shape")
+    crop = load_config(preset).data.crop_size
+    if shape and min(shape[:2]) < crop:
+        raise DraError(
+            f"{store.path}: its folder holds {shape[0]}x{shape[1]} images, smaller than the {crop}-px crops of the "
+            f"folder preset {preset}; pass --config, one of {', '.join(preset_names())}"
+        )
+    options = f"?{urlencode(real['options'])}" if real.get("options") else ""
+    return f"folder:{real['path']}{options}"
 
 
 def recipe_config(store: FeatureStore | str | os.PathLike, sets: tuple[str, ...] = ()) -> tuple[Config, str, str]:

@@ -14,9 +14,12 @@ from dra_pipeline.presets import preset_for_store
 CIFAR_EPS, FMNIST_EPS, IMAGENET_EPS = 8 / 255, 0.1, 4 / 255
 
 
-def make_store(path, real_kind, n_synthetic=0, dim=256, teacher="edm-cifar10"):
-    """A store's manifest without features (the choice reads only the manifest): 3 real rows, then synthetic ones."""
-    sources = [{"kind": real_kind, "path": f"/data/{real_kind}", "split": "train", "count": 3, "fingerprint": "r"}]
+def make_store(path, real_kind, n_synthetic=0, dim=256, teacher="edm-cifar10", **real):
+    """A store's manifest without features (the choice reads only the manifest): 3 real rows, then synthetic ones;
+    `real` adds fields to the real source's record (image_shape, options)."""
+    sources = [
+        {"kind": real_kind, "path": f"/data/{real_kind}", "split": "train", "count": 3, "fingerprint": "r", **real}
+    ]
     if n_synthetic:
         sources.append({"kind": "npz", "path": "/1m.npz", "split": "all", "count": n_synthetic, "fingerprint": "s"})
     rows = 3 + n_synthetic
@@ -44,7 +47,8 @@ def dry_run(store, *extra):
     ],
 )
 def test_dry_run_prints_the_chosen_preset_and_its_config_with_dra_on(tmp_path, kind, synthetic, preset, model, eps):
-    store = make_store(tmp_path / "s.zarr", kind, synthetic)
+    shape = [256, 256, 3] if kind == "folder" else None
+    store = make_store(tmp_path / "s.zarr", kind, synthetic, image_shape=shape, options={})
     result = dry_run(store)
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"preset {preset}: {store} holds 3 {kind} train rows")
@@ -52,7 +56,8 @@ def test_dry_run_prints_the_chosen_preset_and_its_config_with_dra_on(tmp_path, k
     cfg = yaml.safe_load(result.stdout)  # stdout is the config alone, usable as --config
     assert cfg["model"]["name"] == model and cfg["attack"]["eps"] == pytest.approx(eps)
     assert cfg["dra"]["weight"] == 0.5
-    assert cfg == load_config(preset, ("dra.weight=0.5",)).to_dict()
+    folder = ("data.dataset=folder:/data/folder",) if kind == "folder" else ()  # the store's folder, not ImageNet's
+    assert cfg == load_config(preset, ("dra.weight=0.5", *folder)).to_dict()
 
 
 def test_the_at_row_preset_is_the_papers():
@@ -91,3 +96,16 @@ def test_a_store_of_a_dataset_without_a_preset_is_refused_with_the_presets(tmp_p
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "no preset for a store of npz images" in lines[0]
     assert all(name in lines[0] for name in preset_names())
+
+
+def test_a_folder_store_names_its_folder_and_small_images_are_refused(tmp_path):
+    big = make_store(tmp_path / "big.zarr", "folder", image_shape=[256, 256, 3], options={"size": "256"})
+    assert yaml.safe_load(dry_run(big).stdout)["data"]["dataset"] == "folder:/data/folder?size=256"
+    small = make_store(tmp_path / "small.zarr", "folder", image_shape=[32, 32, 3], options={})
+    result = CliRunner().invoke(main, ["train", "--features", str(small), "--dry-run"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code != 0 and len(lines) == 1
+    assert "holds 32x32 images, smaller than the 224-px crops of the folder preset" in lines[0]
+    assert "pass --config" in lines[0]
+    chosen = dry_run(small, "--config", "fmnist-cpu", "--set", "data.dataset=folder:/data/folder")
+    assert yaml.safe_load(chosen.stdout)["data"]["dataset"] == "folder:/data/folder"
