@@ -1,4 +1,4 @@
-"""Cost of our evaluation path over one bare pyautoattack call, measured side by side in one process.
+"""Cost of our evaluation path over one bare pyautoattack call, measured side by side, each timed run a fresh process.
 
     python bench/evaluate_overhead.py [--checkpoint runs/fmnist-cpu-dra/best-ema.pt] [--n 200] [--seed 0]
                                       [--batch-size 200] [--reps 2] [--device cpu]

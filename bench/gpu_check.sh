@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check: the GPU figures of docs/performance.md in one run on any CUDA host, under 8 minutes on one H200.
+# The GPU check: the GPU figures of docs/performance.md in one run on any CUDA host, sized for the 450 s `perf` limit
+# of bench/gpu_record.sh (not yet timed on a GPU).
 # Measures with WRN-28-10 at batch 512 (DM-AT's preset) on a synthetic 50,000-row store made by `extract` with a
 # random-weight EDM DDPM++ CIFAR-10 teacher (full size): extraction img/s over the bare teacher forward,
 # cached-DRA / plain step time, online-teacher / cached step time, feature-wait fraction, peak GPU memory; then the

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What bench/gpu_record.sh needs on a GPU host that reaches no package index, in one folder of this
-# checkout that git ignores, small enough to travel with it (the working tree and the carried folder: 64 MiB):
+# checkout that git ignores, small enough to copy with the checkout:
 # the wheels the host's Python lacks (CPython 3.12, without dra_pipeline's own, which the script builds from the
 # checkout) and CIFAR-10's JPEG re-encoding as one .tar.xz (17.7 MiB instead of the zip's 62).
 set -euo pipefail
@@ -14,7 +14,7 @@ Writes DIR/wheels/ (bench/gpu_wheels.sh --python VERSION --no-package) and DIR/c
 commands to run on the GPU machine.
 
   --out DIR         folder inside the checkout (default .gpu)
-  --cifar-zip ZIP   CIFAR-10's JPEG zip (default: $DRA_CIFAR10_JPEG_ZIP, else ../shared/data/cifar10-jpeg.zip)
+  --cifar-zip ZIP   CIFAR-10's JPEG zip (default: $DRA_CIFAR10_JPEG_ZIP)
   --python VERSION  the GPU host's CPython (default 3.12)
   -h, --help        this text
 
@@ -23,7 +23,7 @@ EOF
 }
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-dir=.gpu zip=${DRA_CIFAR10_JPEG_ZIP:-$repo/../shared/data/cifar10-jpeg.zip} py=3.12
+dir=.gpu zip=${DRA_CIFAR10_JPEG_ZIP:-} py=3.12
 while [ $# -gt 0 ]; do
   case $1 in
     --out) dir=${2:?--out needs a folder}; shift 2 ;;
@@ -35,10 +35,10 @@ while [ $# -gt 0 ]; do
 done
 cd "$repo"
 if [ -x .venv/bin/python ]; then PYTHON=${PYTHON:-$repo/.venv/bin/python}; else PYTHON=${PYTHON:-python3}; fi
-[ -f "$zip" ] || { echo "gpu_pack.sh: $zip not found; pass --cifar-zip" >&2; exit 2; }
+[ -f "$zip" ] || { echo "gpu_pack.sh: CIFAR-10 JPEG zip ${zip:-(none given)} not found; pass --cifar-zip" >&2; exit 2; }
 case $(cd "$(dirname "$dir")" 2>/dev/null && pwd)/ in
   "$repo"/*) ;;
-  *) echo "gpu_pack.sh: --out must be inside the checkout ($repo), so that it can travel" >&2; exit 2 ;;
+  *) echo "gpu_pack.sh: --out must be inside the checkout ($repo), so that it is copied with it" >&2; exit 2 ;;
 esac
 mkdir -p "$dir"
 rel=${dir#./}
@@ -52,15 +52,14 @@ PATH=$(dirname "$PYTHON"):$PATH bash bench/gpu_wheels.sh --out "$dir/wheels" --p
 tree=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- 2>/dev/null | tail -n 1 | cut -f1)
 packed=$(du -sb "$dir" | cut -f1)
 total=$(((tree + packed) / 1048576))
-echo "travels: working tree $((tree / 1048576)) MiB + $rel $((packed / 1048576)) MiB = $total MiB (limit 64 MiB)"
-[ "$total" -lt 64 ] || echo "gpu_pack.sh: over the limit: leave out what the phase does not need" >&2
+echo "to copy: working tree $((tree / 1048576)) MiB + $rel $((packed / 1048576)) MiB = $total MiB"
 cat <<EOF
-On the GPU machine (device tool \`run\`, carry ["$rel"]), one phase per call, each well inside a 10-minute command:
+On the GPU host (the checkout copied with $rel; OUT a folder whose files come back), one phase per command:
   bash bench/gpu_record.sh --phases perf --wheels $rel/wheels --out runs/gpu-record --bundle \$OUT
   bash bench/gpu_record.sh --phases teacher --wheels $rel/wheels --cifar $rel/cifar10-jpeg.tar.xz \\
     --out runs/gpu-record --bundle \$OUT
   bash bench/gpu_record.sh --phases cifar10 --wheels $rel/wheels --cifar $rel/cifar10-jpeg.tar.xz \\
     --out runs/gpu-record --bundle \$OUT \\
     --records $rel/records.tar.gz --teacher-weights $rel/edm-cifar10-mini.safetensors
-(copy an earlier call's records.tar.gz and edm-cifar10-mini.safetensors from its files into $rel/ first)
+(copy an earlier phase's records.tar.gz and edm-cifar10-mini.safetensors from its files into $rel/ first)
 EOF

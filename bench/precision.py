@@ -1,7 +1,7 @@
 """What bf16 autocast does to TRADES training: how many adversarial-example pixels change against fp32 from the same
 start, and the step time of each, measured side by side in one run.
 
-    python bench/precision.py [--model wrn-16-4] [--batch 32] [--reps 3] [--device cpu]
+    python bench/precision.py [--model wrn-16-4] [--batch 32] [--reps 3] [--device auto]
 
 The model is a freshly initialised classifier (seed 0) on CIFAR-sized random images; the attack is the TRADES
 attack (10 sign-gradient steps of 2/255 at eps 8/255 from one uniform start). fp64 against fp32 is the reference

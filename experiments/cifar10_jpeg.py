@@ -9,8 +9,8 @@ named dataset `cifar10` (`--data-dir DIR` or DRA_DATA_DIR=DIR): its CIFAR-10 nor
 split by a seeded permutation (seed 0): the archive is sorted by class, and the first 1024 training images (DM-AT's
 validation rows) and the first 1000 test images (AutoAttack's) must hold every class. Rerunning with the same
 arguments does nothing; DIR/cifar-10-batches-py/SOURCE.json records the archive, the counts and the order.
-`pack` rewrites the zip as one xz-compressed tar (about 19 MiB instead of 62: the files' identical JPEG headers
-compress away), small enough to travel to a GPU host with the checkout.
+`pack` rewrites the zip as one xz-compressed tar (17.7 MiB instead of 62: the files' identical JPEG headers
+compress away), small enough to copy with the checkout.
 """
 
 from __future__ import annotations

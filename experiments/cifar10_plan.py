@@ -7,7 +7,7 @@ config on its store), the runs already evaluated under ROOT (experiments/compare
 and the seconds left, and prints `EPOCHS SEEDS` (e.g. `30 0,1`): the training seeds whose AT and AT + DRA runs
 both fit, at the experiment's epoch count. That count is fixed once, in ROOT/plan.json, so that runs made on
 different machines are the same experiment: 30 epochs when one seed's pair fits, else as many as fit (at least
---min-epochs). Exit status 3, with one line saying why, when no pair fits.
+10). Exit status 3, with one line saying why, when no pair fits.
 
 Cost model (every run of the machine trains at once on one GPU; no speed-up from running them side by side is
 assumed): a run's epoch is steps x the cached-DRA step time x (1 + VALIDATION), the validation being PGD-40 on 1024

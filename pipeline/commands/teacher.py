@@ -28,11 +28,13 @@ teacher.add_command(massive_channels)
 def teacher_list():
     """Registered teachers with their defaults (layer, noise level, feature width, weights: path, URL or hub repo)."""
     from dra_pipeline.teachers import list_teachers
+    from dra_pipeline.teachers.edm import WEIGHTS_DIR
 
     click.echo(f"{'name':<20} {'data':<14} {'res':>4} {'layer':<22} {'noise':>10} {'dim':>5}  checkpoint")
     for s in list_teachers():
         noise = f"{s.noise_kind}={s.noise:g}"
-        ckpt = s.checkpoint or ("(random weights)" if s.family == "tiny" else "(packaged)")
+        packaged = "(packaged)" if (WEIGHTS_DIR / f"{s.name}.safetensors").is_file() else "(not made)"
+        ckpt = s.checkpoint or ("(random weights)" if s.family == "tiny" else packaged)
         click.echo(f"{s.name:<20} {s.dataset:<14} {s.resolution:>4} {s.layer:<22} {noise:>10} {s.dim:>5}  {ckpt}")
 
 

@@ -8,12 +8,14 @@ import click
 
 from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, DEVICE, verbosity
 
+NETS = "Network: small (1.75 M), cifar-mini (3.95 M), ddpmpp (55.7 M)."
+
 
 @click.command("fit")
 @click.option("--data", default="fashion-mnist", show_default=True, help="Image source to train on.")
 @DATA_DIR
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
-@click.option("--net", default="small", show_default=True, help="Network size: small (1.75 M) or ddpmpp (55.7 M).")
+@click.option("--net", default="small", show_default=True, help=NETS)
 @click.option("--steps", type=int, default=20_000, show_default=True)
 @click.option("--batch-size", type=COUNT1, default=256, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
