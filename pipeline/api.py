@@ -6,16 +6,21 @@
     >>> d.evaluate(run, n=100, attack="apgd-ce").report["robust"]  # stage three: robust accuracy with its interval
 
 Messages go to the `dra_pipeline` logger (`logging.basicConfig(level=logging.INFO)` shows them); progress bars only
-when a `progress` factory is given (see dra_pipeline.jobs.ProgressFactory). User errors raise DraError, one line.
+when `progress` is given: for extract and train a factory (dra_pipeline.jobs.ProgressFactory), for evaluate a
+callable told each attack step (dra_pipeline.evaluation.worst_case.Step). User errors raise DraError, one line.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dra_pipeline.jobs import ProgressFactory
+
+if TYPE_CHECKING:
+    from dra_pipeline.evaluation.worst_case import Step
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +61,9 @@ def extract(
     """
     from dra_pipeline.jobs.extract import ExtractSettings, run_extract
 
-    settings["synthetic"] = tuple(settings.get("synthetic", ()))
-    settings["views"] = tuple(settings.get("views", ("clean",)))
+    synthetic, views = settings.get("synthetic", ()), settings.get("views", ("clean",))
+    settings["synthetic"] = (synthetic,) if isinstance(synthetic, str | Path) else tuple(synthetic)  # one or several
+    settings["views"] = tuple(views.split(",")) if isinstance(views, str) else tuple(views)  # "clean,flip" or a list
     out = Path(out) if out is not None else None
     s = ExtractSettings(teacher, data=data, out=out, n=n, device=device, **settings)
     return run_extract(s, data_dir=data_dir, progress=progress)
@@ -131,7 +137,7 @@ def evaluate(
     device: str = "auto",
     out: str | Path | None = None,
     data_dir: str | Path | None = None,
-    progress=None,
+    progress: Callable[[Step], None] | None = None,
     **settings,
 ):
     """Clean and robust accuracy (per-point worst case over `attack`, AutoAttack standard by default) of a run's

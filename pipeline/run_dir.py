@@ -62,8 +62,10 @@ class RunDir:
 
     def log(self, record: dict) -> None:
         """Append the epoch's record to stats.jsonl, then redraw metrics.csv and curves.png from all records."""
-        with open(self.path / "stats.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        path = self.path / "stats.jsonl"
+        torn = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+        with open(path, "a") as f:  # a line a kill cut short is left behind on its own line, and skipped on reading
+            f.write(("\n" if torn else "") + json.dumps(record) + "\n")
         records = self.records()
         write_metrics_csv(records, self.path / "metrics.csv")
         write_curves_png(records, self.path / "curves.png", title=str(self.path))
@@ -76,10 +78,16 @@ class RunDir:
             self._tensorboard.flush()
 
     def records(self) -> list[dict]:
-        """Every epoch's record in stats.jsonl, in order."""
+        """Every epoch's record in stats.jsonl, in order (a line a kill cut short is skipped)."""
         path = self.path / "stats.jsonl"
         text = path.read_text() if path.exists() else ""
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        records = []
+        for line in text.splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
 
     def reconcile_stats(self, record: dict | None) -> None:
         """Append the epoch record saved inside last.pt when stats.jsonl lacks it (a kill between the checkpoint and

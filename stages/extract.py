@@ -18,6 +18,7 @@ import torch
 from dra_pipeline.cache import FeatureStore
 from dra_pipeline.data.indexed import IndexedImages
 from dra_pipeline.teachers import Teacher
+from dra_pipeline.teachers.base import told_labels
 
 
 def extract(
@@ -66,8 +67,7 @@ def extract(
             for a in range(0, len(rows), batch_size):
                 b = min(a + batch_size, len(rows))
                 with torch.autocast(teacher.device.type, dtype=torch.bfloat16, enabled=autocast):
-                    told = labels[a:b] if teacher_labels == "true" else np.zeros_like(labels[a:b])
-                    out = teacher(imgs[a:b], told, rows[a:b], views=views)
+                    out = teacher(imgs[a:b], told_labels(labels[a:b], teacher_labels), rows[a:b], views=views)
                 feats[a:b] = out.float().cpu().numpy()
                 if progress:
                     progress(b - a)

@@ -41,10 +41,11 @@ def test_a_notebook_extracts_trains_and_evaluates(tmp_path, monkeypatch):
     fixtures.write_fashion_mnist(data, n_train=80, n_test=20)
     monkeypatch.chdir(tmp_path)
 
-    done = d.extract("tiny-gray", data="fashion-mnist", data_dir=data, out="f.zarr", rows_per_shard=32, device="cpu")
+    settings = dict(data="fashion-mnist", data_dir=data, out="f.zarr", rows_per_shard=32, device="cpu")
+    done = d.extract("tiny-gray", views="clean,flip", **settings)  # a comma list, as on the command line
     assert done.missing == 0 and done.rows == 80 and done.store.name == "f.zarr"
     store = d.load_store(done.store)
-    assert store.read([0, 79]).shape == (2, 1, done.dim)
+    assert tuple(done.views) == ("clean", "flip") and store.read([0, 79]).shape == (2, 2, done.dim)
 
     sets = [s for s in FAST if s != "--set"]
     run = d.train(done.store, config="fmnist-cpu", sets=sets, epochs=1, dra_weight=0.5, data_dir=data, out="runs/nb")
@@ -52,7 +53,10 @@ def test_a_notebook_extracts_trains_and_evaluates(tmp_path, monkeypatch):
     stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert [s["epoch"] for s in stats] == [1] and stats[0]["align"] > 0  # DRA on
 
-    written = d.evaluate(run, attack="fgsm", n=8, eps_grid=[0, 0.05, 0.1], device="cpu", data_dir=data)
+    steps = []  # evaluate's progress is told each attack step
+    grid = [0, 0.05, 0.1]
+    written = d.evaluate(run, attack="fgsm", n=8, eps_grid=grid, device="cpu", data_dir=data, progress=steps.append)
+    assert steps
     report = written.report
     assert report["robust"]["n"] == 8 and report["attack"]["attacks"] == ["fgsm"]
     assert written.json == run / "report.json" and written.markdown.is_file()
@@ -62,3 +66,11 @@ def test_a_notebook_extracts_trains_and_evaluates(tmp_path, monkeypatch):
     assert loaded.info["name"] == "small-cnn-16" and not loaded.model.training
     assert loaded.model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
     assert d.load_classifier(run / "best-ema.pt").epoch == loaded.epoch == 1
+
+
+def test_extract_settings_refuse_teacher_labels_other_than_true_or_fixed():
+    from dra_pipeline.errors import DraError
+    from dra_pipeline.jobs.extract import ExtractSettings
+
+    with pytest.raises(DraError, match="--teacher-labels must be one of true, fixed"):
+        ExtractSettings("edm-fmnist", teacher_labels="True").check()

@@ -143,6 +143,7 @@ def test_default_store_names_come_from_the_dataset_identity(tmp_path, monkeypatc
     data = tmp_path / "fm"
     fixtures.write_fashion_mnist(data, n_train=8, n_test=4)
     assert store_name(open_source("fashion-mnist", data_dir=data)) == "fashion-mnist"
+    assert store_name(open_source("fashion-mnist:test", data_dir=data)) == "fashion-mnist-test"  # not the train store
 
     monkeypatch.chdir(tmp_path)
     for parent in ("cifar10-jpeg", "imagenet"):  # two folders named train: two stores

@@ -196,7 +196,7 @@ def test_generate_command_with_a_tiny_checkpoint(tmp_path):
         tiny_denoiser(SongUNetConfig(**{**TINY.to_dict(), "img_resolution": 14, "label_dim": 10, "num_blocks": 2})),
         ckpt,
     )
-    out = tmp_path / "synth.npz"
+    out = tmp_path / "new" / "folder" / "synth.npz"  # folders that do not exist yet are made
     args = ["generate", "--checkpoint", str(ckpt), "--n", "12", "--out", str(out), "--steps", "2"]
     result = CliRunner().invoke(main, [*args, "--batch-size", "5"])
     assert result.exit_code == 0, result.output

@@ -331,3 +331,17 @@ def test_a_read_only_output_folder_is_one_line(tmp_path, data, monkeypatch):
 def test_no_hidden_files_are_left_by_a_normal_extraction(tmp_path, data):
     extracted(data, tmp_path / "s.zarr")
     assert sorted(os.listdir(tmp_path)) == ["fashion-mnist", "s.zarr"]
+
+
+def test_a_stats_line_cut_short_by_a_kill_is_skipped_and_the_next_record_starts_its_own_line(tmp_path):
+    from dra_pipeline.run_dir import RunDir
+
+    (tmp_path / "run").mkdir()
+    run = RunDir(tmp_path / "run")
+    record = {"loss": 0.5, "align": 0.1, "clean_acc": 0.6, "adv_acc": 0.4, "val_clean": 0.7, "val_robust": 0.5}
+    run.log({"epoch": 1, **record, "lr": 0.01})
+    with open(run.path / "stats.jsonl", "a") as f:
+        f.write('{"epoch": 2, "lo')  # killed mid-append
+    assert [r["epoch"] for r in run.records()] == [1]
+    run.reconcile_stats({"epoch": 2, **record, "lr": 0.02})  # the record saved inside last.pt
+    assert [r["epoch"] for r in run.records()] == [1, 2]

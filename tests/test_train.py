@@ -375,3 +375,22 @@ def test_compile_option_steps_through_torch_compile(tmp_path, fmnist, monkeypatc
     assert result.exit_code == 0, result.output
     assert len(calls) == 1
     assert not any(k.startswith("_orig_mod") for k in torch.load(out / "last.pt", weights_only=True)["model"])
+
+
+def test_online_teacher_tells_a_conditional_teacher_what_extraction_told_it(tmp_path, fmnist):
+    """A store made with --teacher-labels fixed: the online targets are the features of class 0, like the cached."""
+    import dra_pipeline.jobs.train as run_module
+    from dra_pipeline.cache import FeatureStore
+    from dra_pipeline.data import open_source
+    from dra_pipeline.data.indexed import IndexedImages
+
+    fixed = ("--teacher", "edm-fmnist", "--teacher-labels", "fixed", "--dtype", "float32")
+    extract_store(fmnist, tmp_path / "f.zarr", *fixed)
+    store = FeatureStore.open(tmp_path / "f.zarr")
+    assert store.provenance["teacher_labels"] == "fixed"
+    images = IndexedImages([open_source("fashion-mnist", data_dir=fmnist)])
+    rows = np.array([1, 2, 7])  # images whose true labels are not all 0
+    assert (images.read(rows)[1] != 0).any()
+    targets = run_module.online_teacher(store, images, torch.device("cpu"))
+    online = targets(rows, np.zeros(3, dtype=bool)).numpy()
+    np.testing.assert_allclose(online, store.read(rows)[:, :1], atol=1e-4)

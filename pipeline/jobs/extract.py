@@ -22,14 +22,14 @@ import torch
 from dra_pipeline.atomic import check_writable
 from dra_pipeline.cache import FeatureStore
 from dra_pipeline.cache.store import DTYPES, check_target
-from dra_pipeline.data import dataset_name, open_source
+from dra_pipeline.data import NAMED, dataset_name, open_source
 from dra_pipeline.data.indexed import IndexedImages
 from dra_pipeline.distributed import barrier, setup, teardown
 from dra_pipeline.errors import DraError
 from dra_pipeline.jobs import ProgressFactory
 from dra_pipeline.stages.extract import extract
 from dra_pipeline.teachers import create_teacher, teacher_spec
-from dra_pipeline.teachers.base import VIEWS
+from dra_pipeline.teachers.base import TEACHER_LABELS, VIEWS
 from dra_pipeline.teachers.massive import resolve_zero_channels
 
 
@@ -80,6 +80,8 @@ class ExtractSettings:
         ):
             if value < least:
                 raise DraError(f"{option} must be at least {least} (got {value})")
+        if self.teacher_labels not in TEACHER_LABELS:
+            raise DraError(f"--teacher-labels must be one of {', '.join(TEACHER_LABELS)} (got {self.teacher_labels!r})")
         if self.dtype not in DTYPES:
             raise DraError(f"--dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
 
@@ -183,7 +185,10 @@ def run_extract(
 
 def store_name(source) -> str:
     """The default store name of a real source, from its dataset identity: a named dataset's name ("cifar10"), else
-    the folder's or file's parent and own name ("cifar10-jpeg-train"), with its decoding options ("-size256")."""
+    the folder's or file's parent and own name ("cifar10-jpeg-train"), with its decoding options ("-size256"); a named
+    dataset's split other than train is named too ("cifar10-test")."""
     name = dataset_name(source.spec).replace("/", "-")
+    if source.spec.kind in NAMED and source.spec.split != "train":
+        name += f"-{source.spec.split}"
     options = "".join(f"-{k}{v}" for k, v in sorted(source.spec.options.items()))
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name + options).lstrip(".-") or "images"

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
+from dra_pipeline.atomic import check_writable
 from dra_pipeline.data.npz_writer import ChunkedNpzWriter
 from dra_pipeline.devices import resolve_device
 from dra_pipeline.errors import DraError
@@ -56,6 +57,8 @@ def run_generate(
         raise DraError(f"{teacher} is a {spec.family} teacher; generate needs an EDM-family one (e.g. edm-fmnist)")
     if Path(out).exists():
         raise DraError(f"{out} already exists; choose another --out or delete it")
+    check_writable(Path(out), "npz file")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     built = create_teacher(teacher, checkpoint=checkpoint, device=str(resolve_device(device)))
     with progress(n, "generate") if progress else nullcontext(None) as update:
         return generate_file(

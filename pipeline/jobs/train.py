@@ -275,6 +275,7 @@ def online_teacher(store, images, device, extra_sigma: str = "add"):
     The teacher is rebuilt from the store's provenance and must have the same weights (checkpoint hash) and width.
     """
     from dra_pipeline.teachers import teacher_from_provenance  # only here: cached training never imports teachers
+    from dra_pipeline.teachers.base import told_labels
 
     if store is None:
         raise DraError("--online-teacher needs --features: the store names the teacher, layer and noise to use")
@@ -287,10 +288,12 @@ def online_teacher(store, images, device, extra_sigma: str = "add"):
         )
     views = tuple(store.layout.views)
     plain, mirrored = target_views(list(views), extra_sigma)
+    told_as = "fixed" if store.provenance.get("teacher_labels") == "fixed" else "true"
 
     def targets(rows: np.ndarray, flipped: np.ndarray) -> torch.Tensor:
         pixels, labels = images.read(rows)
-        feats = teacher(pixels, labels, rows, views=views)  # (n, views, dim) of the un-augmented image
+        told = told_labels(labels, told_as)  # what the store's teacher was told at extraction
+        feats = teacher(pixels, told, rows, views=views)  # (n, views, dim) of the un-augmented image
         pick = torch.as_tensor(np.where(flipped[:, None], mirrored, plain))
         return feats[torch.arange(len(rows))[:, None], pick]
 

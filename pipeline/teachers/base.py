@@ -28,6 +28,17 @@ from torch import Tensor, nn
 from dra_pipeline.errors import DraError
 from dra_pipeline.seeding import keyed_normal
 
+TeacherLabels = Literal["true", "fixed"]  # what a conditional teacher is told: each image's label, or class 0
+TEACHER_LABELS = ("true", "fixed")
+
+
+def told_labels(labels: np.ndarray, teacher_labels: str) -> np.ndarray:
+    """The labels a class-conditional teacher is given: `labels` ("true") or class 0 for every image ("fixed")."""
+    if teacher_labels not in TEACHER_LABELS:
+        raise DraError(f"teacher labels must be true or fixed, got {teacher_labels!r}")
+    return labels if teacher_labels == "true" else np.zeros_like(labels)
+
+
 VIEWS = ("clean", "flip", "extra-sigma")
 EXTRA_SIGMA_LOG_MEAN, EXTRA_SIGMA_LOG_STD = -1.2, 1.2  # EDM's P_mean, P_std
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -26,9 +25,7 @@ from torch import Tensor
 from dra_pipeline.data.indexed import IndexedImages
 from dra_pipeline.errors import DraError
 from dra_pipeline.linear_probe import linear_probe
-from dra_pipeline.teachers.base import Teacher
-
-TeacherLabels = Literal["true", "fixed"]  # what a conditional teacher is told: each image's label, or class 0
+from dra_pipeline.teachers.base import Teacher, TeacherLabels, told_labels
 
 
 @dataclass(frozen=True)
@@ -113,15 +110,13 @@ def grid_features(
     progress: Callable[[int], None] | None = None,
 ) -> dict[tuple[str, float], Tensor]:
     """Pooled features {(layer, noise): float32 (len(rows), C_layer)} for the "clean" view, on the CPU."""
-    if teacher_labels not in ("true", "fixed"):
-        raise DraError(f"teacher_labels must be true or fixed, got {teacher_labels!r}")
+    told_labels(np.zeros(0), teacher_labels)  # refuses anything but true / fixed before any work
     chunks: dict[tuple[str, float], list[Tensor]] = {k: [] for k in _keys(layers, noises)}
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
         pixels, labels = images.read(batch)
-        if teacher_labels == "fixed":
-            labels = np.zeros_like(labels)
-        for key, value in pooled_at_levels(teacher, pixels, labels, batch, layers=layers, noises=noises).items():
+        told = told_labels(labels, teacher_labels)
+        for key, value in pooled_at_levels(teacher, pixels, told, batch, layers=layers, noises=noises).items():
             chunks[key].append(value.cpu())
         if progress:
             progress(len(batch))
