@@ -195,3 +195,20 @@ def test_analyze_a_folder_run_with_its_own_store(tmp_path):
         "test images: 8 of the run's 8 held-out validation rows of pets/train"
         in (run / "analysis" / "analysis.md").read_text()
     )
+
+
+def test_analyze_a_run_trained_on_centre_crops_of_its_store_images(tmp_path):
+    """The store holds the whole 16 px images; the run trained on 12 px crops: analyze crops the same way."""
+    write_sorted_folder(tmp_path / "pets" / "train")
+    store = tmp_path / "pets.zarr"
+    args = ["extract", "--teacher", "tiny", "--data", str(tmp_path / "pets" / "train"), "--out", str(store)]
+    assert CliRunner().invoke(main, [*args, "--rows-per-shard", "24", "--device", "cpu"]).exit_code == 0
+    run = tmp_path / "run"
+    crops = {"data.crop_size": 12, "data.crop_padding": 0}
+    result = train(tmp_path / "pets" / "train", run, "--lambda", "0.5", features=store, **crops)
+    assert result.exit_code == 0, result.output
+    assert load_classifier(run / "best-ema.pt").info["image_size"] == [12, 12]
+    args = ["analyze", "--run", str(run), "--n", "8", "--pgd-steps", "1", "--what", "align-uniform,cknna"]
+    result = CliRunner().invoke(main, [*args, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "analysis" / "analysis.json").read_text())["n_test"] == 8

@@ -119,6 +119,15 @@ def augment(
     return out, flipped
 
 
+def center_crop(images, size: int):
+    """uint8 (N, H, W, C) -> (N, size, size, C) central crop; size 0 keeps the images."""
+    if not size:
+        return images
+    h, w = images.shape[1:3]
+    top, left = (h - size) // 2, (w - size) // 2
+    return images[:, top : top + size, left : left + size]
+
+
 def rotate(images: np.ndarray, degrees: np.ndarray) -> np.ndarray:
     """Each uint8 image (N, H, W, C) turned counter-clockwise by degrees[i] about its centre: nearest pixel, zero
     outside (the sampling torchvision's rotate does for tensors)."""

@@ -26,7 +26,7 @@ from dra_pipeline.cache import FeatureStore
 from dra_pipeline.cache.store import SOURCE_IDENTITY
 from dra_pipeline.checkpoints import LoadedClassifier, load_classifier
 from dra_pipeline.data import NAMED, SourceSpec, dataset_name, open_source
-from dra_pipeline.data.batches import validation_rows
+from dra_pipeline.data.batches import center_crop, validation_rows
 from dra_pipeline.devices import resolve_device
 from dra_pipeline.environment import environment
 from dra_pipeline.errors import DraError
@@ -188,11 +188,16 @@ def load_inputs(
         test_source, test_index = train_source, held[subset_rows(0, len(held), min(n, len(held)), seed)]
         test_noise_rows = test_index  # rows of the training source: their own noise, as at extraction
         notes.append(f"test images: {len(test_index)} of the run's {len(held)} held-out validation rows of {dataset}")
+    crop = run_config(run).get("data", {}).get("crop_size", 0) or 0  # the classifier sees the centre, as validated
     train = Labelled(
-        to_tensor(train_source.read(train_rows)), torch.from_numpy(train_source.labels[train_rows]), train_rows
+        to_tensor(center_crop(train_source.read(train_rows), crop)),
+        torch.from_numpy(train_source.labels[train_rows]),
+        train_rows,
     )
     test = Labelled(
-        to_tensor(test_source.read(test_index)), torch.from_numpy(test_source.labels[test_index]), test_noise_rows
+        to_tensor(center_crop(test_source.read(test_index), crop)),
+        torch.from_numpy(test_source.labels[test_index]),
+        test_noise_rows,
     )
     if store is not None:
         stored = store.read(train_rows).astype(np.float32)
@@ -223,12 +228,14 @@ def _check_store_matches(store: FeatureStore, path: Path, info: dict) -> None:
     src = store.sources[0] if store.sources else {}
     name = dataset_name(src) if src else None
     shape = list(src.get("image_shape", []))
-    want_shape = [*info["image_size"], info["in_channels"]]
+    want_shape = [*info.get("image_size", shape[:2]), info.get("in_channels", shape[2] if len(shape) == 3 else 0)]
+    # the store holds whole images; a run that trained on centre crops (data.crop_size) records the crop's size
+    cropped = len(shape) == 3 and shape[2] == want_shape[-1] and all(s >= w for s, w in zip(shape[:2], want_shape))
     if "dataset_fingerprint" in info:
         same = src.get("fingerprint") == info["dataset_fingerprint"]
     else:  # runs from before fingerprints were recorded; their folders were labelled imagenet
         same = name == info["dataset"] or (src.get("kind") == "folder" and info["dataset"] == "imagenet")
-    if not same or (shape and shape != want_shape) or src.get("num_classes") != info["num_classes"]:
+    if not same or (shape and not cropped) or src.get("num_classes") != info["num_classes"]:
         raise DraError(
             f"{path} holds features of {name} images {tuple(shape)}, {src.get('num_classes')} classes, but the "
             f"run's classifier was trained on {info['dataset']} {tuple(want_shape)}, {info['num_classes']} classes; "

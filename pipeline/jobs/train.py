@@ -22,7 +22,7 @@ from dra_pipeline import checkpoints
 from dra_pipeline.atomic import check_writable
 from dra_pipeline.cache import FeatureStore
 from dra_pipeline.data import NAMED, SourceSpec, dataset_name, open_source, source_kind
-from dra_pipeline.data.batches import BatchLoader, BatchPlan, target_views, validation_rows
+from dra_pipeline.data.batches import BatchLoader, BatchPlan, center_crop, target_views, validation_rows
 from dra_pipeline.data.indexed import IndexedImages
 from dra_pipeline.data.statistics import channel_statistics
 from dra_pipeline.distributed import barrier, broadcast, setup, teardown
@@ -257,15 +257,6 @@ def recorded_normalisation(out: Path) -> dict | None:
         return None
     norm = recorded.get("normalisation") if isinstance(recorded, dict) else None
     return norm if isinstance(norm, dict) and {"mean", "std"} <= norm.keys() else None
-
-
-def center_crop(images, size: int):
-    """uint8 (N, H, W, C) -> (N, size, size, C) central crop; size 0 keeps the images."""
-    if not size:
-        return images
-    h, w = images.shape[1:3]
-    top, left = (h - size) // 2, (w - size) // 2
-    return images[:, top : top + size, left : left + size]
 
 
 def online_teacher(store, images, device, extra_sigma: str = "add"):
