@@ -98,6 +98,9 @@ class RunDir:
             self.log(record)
 
     def _remove_stale_temp_files(self) -> None:
-        """Temp files a killed atomic save left behind (.NAME.<id>.tmp): never a complete file, always safe to drop."""
-        for stale in self.path.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+        """Temp files a killed atomic save of this run's own files left behind (.NAME.<id>.tmp): never a complete
+        file, always safe to drop. Other writers' temp files in the folder (an evaluate's report) are left alone."""
+        own = (checkpoints.LAST, checkpoints.BEST_EMA, "config.yaml", "environment.json", "metrics.csv", "curves.png")
+        for name in own:
+            for stale in self.path.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)

@@ -153,3 +153,11 @@ def test_tqdm_disable_and_quiet_hide_every_bar(tmp_path, data, monkeypatch, how)
     trained = run.invoke(main, [*train_args(data, tmp_path / "run", epochs=1, features=tmp_path / "b.zarr"), *quiet])
     assert trained.exit_code == 0 and not bars(trained.stderr), trained.stderr
     assert ("epoch 1/1" in trained.stderr) == (how == "env")  # the epoch line is INFO: --quiet hides it too
+
+
+def test_comma_lists_keep_each_value_once_in_its_first_place():
+    from dra_pipeline.commands.types import comma_list
+
+    assert comma_list(float)(None, None, "0.1, 0.02,0.1") == [0.1, 0.02]
+    assert comma_list(str)(None, None, "dec.8x8_in1,dec.8x8_block4,dec.8x8_in1") == ["dec.8x8_in1", "dec.8x8_block4"]
+    assert comma_list(str)(None, None, None) is None

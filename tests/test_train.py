@@ -212,9 +212,10 @@ def test_a_stats_line_lost_to_a_kill_after_the_checkpoint_is_restored_on_resume(
     stats = (run / "stats.jsonl").read_text().splitlines()
     (run / "stats.jsonl").write_text(stats[0] + "\n")  # killed after saving epoch 2's checkpoint, before its line
     (run / ".last.pt.0123abcd.tmp").write_bytes(b"half a checkpoint")  # and a save killed midway
+    (run / ".report.json.4567cdef.tmp").write_text("{")  # an evaluate writing beside the run at the same time
     assert CliRunner().invoke(main, train_args(fmnist, run, epochs=2)).exit_code == 0
     assert (run / "stats.jsonl").read_text().splitlines() == stats
-    assert not list(run.glob(".*.tmp"))
+    assert [p.name for p in run.glob(".*.tmp")] == [".report.json.4567cdef.tmp"]  # only the run's own are dropped
 
 
 def test_rerun_with_another_config_in_the_same_run_is_refused(tmp_path, fmnist):

@@ -14,12 +14,10 @@ DATA_DIR = click.option(
 )
 COUNT0 = click.IntRange(min=0)  # seeds: numpy's seed sequences take no negative integer
 COUNT1 = click.IntRange(min=1)  # sizes and counts: batch sizes, rows, workers, limits
-DEVICE = click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    help="auto (CUDA when available, else the CPU), cpu, cuda or cuda:N; under torchrun, cuda is the local GPU.",
-)
+DEVICE_HELP = "auto (CUDA when available, else the CPU), cpu, cuda or cuda:N; under torchrun, cuda is the local GPU."
+DEVICE = click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+# train: a preset names its device (fmnist-cpu: cpu); --device given overrides it
+TRAIN_DEVICE = click.option("--device", default="auto", help=f"{DEVICE_HELP} Not given: the preset's train.device.")
 
 
 def _verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, DEVICE, verbosity
+from dra_pipeline.commands.options import COUNT0, COUNT1, DATA_DIR, TRAIN_DEVICE, verbosity
 
 PRESET = " (shorthand for --set train.{}=X; default: the preset's)"
 
@@ -17,7 +17,7 @@ PRESET = " (shorthand for --set train.{}=X; default: the preset's)"
 @click.option("--set", "sets", multiple=True, help="Override one field, e.g. --set train.lr=0.2 (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory (default: runs/<preset>).")
 @click.option("--lambda", "weight", type=float, help="DRA weight (shorthand for --set dra.weight=X).")
-@DEVICE
+@TRAIN_DEVICE
 @click.option("--seed", type=COUNT0, help="Seeds batches, crops and attack starts" + PRESET.format("seed"))
 @click.option("--epochs", type=COUNT1, help="Epochs" + PRESET.format("epochs"))
 @click.option("--lr", type=float, help="Peak learning rate" + PRESET.format("lr"))

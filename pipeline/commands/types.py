@@ -33,13 +33,14 @@ class Eps(click.ParamType):
 
 
 def comma_list(kind=str):
-    """A click callback: 'a,b' -> [kind(a), kind(b)] (None when the option is absent), one clear line otherwise."""
+    """A click callback: 'a,b,a' -> [kind(a), kind(b)], each value once in its first place (None when the option is
+    absent), one clear line otherwise."""
 
     def parse(_ctx, param, text):
         if text is None:
             return None
         try:
-            return [kind(v.strip()) for v in text.split(",") if v.strip()]
+            return list(dict.fromkeys(kind(v.strip()) for v in text.split(",") if v.strip()))
         except (ValueError, ZeroDivisionError):
             raise click.BadParameter(f"expected a comma list of {kind.__name__} values, got {text!r}") from None
 

@@ -5,7 +5,8 @@ those training rows, and the teacher rebuilt from the store's provenance. The st
 trained with (`features` in the run's config.yaml). Its first source must be the training set the classifier was
 trained on (same dataset, image shape, classes and fingerprint); training rows are rows of that source, so row r's
 stored feature and image belong together. Test image i is given the teacher noise of row len(train) + i, as
-`teacher probe` does: no test image shares a noise draw with a training image.
+`teacher probe` does: no test image shares a noise draw with a real training image (in a store with synthetic rows,
+those rows' draws come next, so a test image can share one with a synthetic image).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dra_pipeline import checkpoints
 from dra_pipeline.analysis import ANALYSES
 from dra_pipeline.analysis.context import Context, Labelled, Settings
 from dra_pipeline.analysis.report import write_report
+from dra_pipeline.atomic import check_writable
 from dra_pipeline.cache import FeatureStore
 from dra_pipeline.cache.store import SOURCE_IDENTITY
 from dra_pipeline.checkpoints import LoadedClassifier, load_classifier
@@ -60,6 +62,7 @@ def run_analyze(
     """Analyse `run` (default: the newest); returns (analysis.md path, figures written, wall seconds)."""
     start = time.perf_counter()
     run = Path(run) if run else checkpoints.newest_run("runs")
+    check_writable(Path(out) if out else run / "analysis", "analysis folder")
     what = selected(settings.what)
     dev = str(resolve_device(device))
     inputs = load_inputs(run, features=features, n=n, seed=settings.seed, what=what, data_dir=data_dir, device=dev)
