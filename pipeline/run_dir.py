@@ -25,6 +25,15 @@ from dra_pipeline.environment import environment
 from dra_pipeline.errors import DraError
 
 
+def recorded_config(run: Path) -> dict:
+    """The config.yaml a run directory records, as a dict ({} when there is none or it cannot be read)."""
+    try:
+        config = yaml.safe_load((Path(run) / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from dra_pipeline import checkpoints
 from dra_pipeline.analysis import ANALYSES
@@ -32,6 +31,7 @@ from dra_pipeline.data.batches import center_crop, validation_rows
 from dra_pipeline.devices import resolve_device
 from dra_pipeline.environment import environment
 from dra_pipeline.errors import DraError
+from dra_pipeline.run_dir import recorded_config
 from dra_pipeline.seeding import subset_rows
 from dra_pipeline.stages.analyze import analyze, selected
 from dra_pipeline.teachers import Teacher, teacher_from_provenance
@@ -121,18 +121,9 @@ def command(run: Path, features: Path | None, s: Settings, n: int) -> str:
     )
 
 
-def run_config(run: Path) -> dict:
-    """The run's config.yaml as a dict ({} when it is missing or unreadable)."""
-    try:
-        config = yaml.safe_load((run / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return config if isinstance(config, dict) else {}
-
-
 def run_store(run: Path) -> Path | None:
     """The feature store a run trained with (`features` in its config.yaml), or None."""
-    value = run_config(run).get("features")
+    value = recorded_config(run).get("features")
     return Path(value) if value else None
 
 
@@ -167,7 +158,7 @@ def load_inputs(
     store = stored = teacher = None
     if store_path is None:
         notes.append("no feature store: the run trained without one and none was given (--features)")
-        text = f"{dataset}:train" if dataset in NAMED else run_config(run).get("data", {}).get("dataset", dataset)
+        text = f"{dataset}:train" if dataset in NAMED else recorded_config(run).get("data", {}).get("dataset", dataset)
         train_source = open_source(text, data_dir=data_dir)
         limit = len(train_source)
     else:
@@ -191,7 +182,7 @@ def load_inputs(
         test_source, test_index = train_source, held[subset_rows(0, len(held), min(n, len(held)), seed)]
         test_noise_rows = test_index  # rows of the training source: their own noise, as at extraction
         notes.append(f"test images: {len(test_index)} of the run's {len(held)} held-out validation rows of {dataset}")
-    crop = run_config(run).get("data", {}).get("crop_size", 0) or 0  # the classifier sees the centre, as validated
+    crop = recorded_config(run).get("data", {}).get("crop_size", 0) or 0  # the classifier sees the centre, as validated
     train = Labelled(
         to_tensor(center_crop(train_source.read(train_rows), crop)),
         torch.from_numpy(train_source.labels[train_rows]),
@@ -218,7 +209,7 @@ def load_inputs(
 def held_out_rows(run: Path, source, covered: int) -> np.ndarray:
     """The rows of `source` (its first `covered`) that the run held out for validation, by its config.yaml."""
     try:
-        data = run_config(run)["data"]
+        data = recorded_config(run)["data"]
         n_val, how = int(data["validation"]), str(data.get("validation_rows", "first"))
     except (KeyError, TypeError, ValueError):
         raise DraError(f"{run}/config.yaml does not say which rows the run held out (data.validation)") from None

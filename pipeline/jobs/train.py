@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from dra_pipeline import checkpoints
 from dra_pipeline.atomic import check_writable
@@ -30,7 +29,7 @@ from dra_pipeline.errors import DraError
 from dra_pipeline.jobs import ProgressFactory
 from dra_pipeline.losses import ProjectionHead
 from dra_pipeline.models import choose_normalisation, create_model
-from dra_pipeline.run_dir import RunDir
+from dra_pipeline.run_dir import RunDir, recorded_config
 from dra_pipeline.stages.train import build_state, channels_last, train
 
 log = logging.getLogger(__name__)
@@ -222,11 +221,8 @@ def check_dataset(dataset: str, real: dict, features: Path) -> None:
 
 def check_same_store(out: Path, identity: str, features: Path) -> None:
     """A run resumes only on the store it started on: refuse when out/config.yaml records another store identity."""
-    try:
-        recorded = yaml.safe_load((out / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return  # no run there yet (or not a run: RunDir says so)
-    if isinstance(recorded, dict) and recorded.get("store_identity") not in (None, identity):
+    recorded = recorded_config(out)  # {} when there is no run yet (or not a run: RunDir says so)
+    if recorded.get("store_identity") not in (None, identity):
         raise DraError(
             f"{out} was trained on a store with identity {recorded['store_identity']} but {features} now holds "
             f"{identity} (re-extracted or replaced since); resume on the original store, or choose another --out"
@@ -251,11 +247,7 @@ def check_classes(labels: np.ndarray, val_rows: np.ndarray, trial: dict | None, 
 
 def recorded_normalisation(out: Path) -> dict | None:
     """The normalisation out/config.yaml records (a run resumes with the one it started with), or None."""
-    try:
-        recorded = yaml.safe_load((out / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    norm = recorded.get("normalisation") if isinstance(recorded, dict) else None
+    norm = recorded_config(out).get("normalisation")
     return norm if isinstance(norm, dict) and {"mean", "std"} <= norm.keys() else None
 
 
