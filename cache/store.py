@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -48,6 +49,8 @@ from dra_pipeline.errors import StoreError, StoreMismatch
 from dra_pipeline.hashing import file_sha256
 from dra_pipeline.lock import exclusive, pid_alive
 from dra_pipeline.version import __version__
+
+log = logging.getLogger(__name__)
 
 FORMAT = "dra-feature-store"
 # 2: source fingerprints hash every byte of every row; records hold the whole shard file's hash; labels are hashed
@@ -313,7 +316,14 @@ class FeatureStore:
             if not is_store(path):
                 raise _not_a_store(path)
             try:
-                return cls._resume(path, create_kw)
+                store = cls._resume(path, create_kw)
+                pending = pending_path(path)
+                if pending.exists():  # kept: it may be hours of extraction the user comes back to
+                    log.warning(
+                        f"{pending} holds an unfinished replacement of {path.name} (an --overwrite with other "
+                        "settings): rerun those settings with --overwrite to finish it, or delete it to free the space"
+                    )
+                return store
             except StoreMismatch as e:
                 if not overwrite:
                     raise StoreMismatch(

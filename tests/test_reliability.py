@@ -138,6 +138,8 @@ def test_extract_overwrite_replaces_the_old_store_only_once_the_new_one_is_compl
     assert not changes(before, snapshot(old)), "the old store is untouched while its replacement is unfinished"
     assert FeatureStore.open(old).complete and FeatureStore.open(old).provenance["seed"] == 0
     monkeypatch.setattr(FeatureStore, "write_shard", write_shard)
+    original = invoke(*extract_args(data, old))  # the old settings: the old store, and a word on the replacement
+    assert original.exit_code == 0 and ".s.zarr.overwrite holds an unfinished replacement" in original.output
     resumed = invoke(*extract_args(data, old, "--overwrite", "--seed", 1))
     assert resumed.exit_code == 0 and "wrote 1 shards, complete" in resumed.output, resumed.output
     assert shard_files(old) == shard_files(reference)  # the replacement resumed, byte-identical to a clean run
