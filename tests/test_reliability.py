@@ -176,6 +176,25 @@ def test_a_second_writer_waits_then_refuses_and_a_dead_owners_lock_is_taken_over
     assert not (tmp_path / ".s.zarr.lock").exists()
 
 
+def test_a_second_training_of_one_run_directory_is_refused(tmp_path, data, monkeypatch):
+    import dra_pipeline.jobs.train as train_job
+
+    monkeypatch.setattr(train_job, "RUN_LOCK_WAIT_S", 0.2)
+    store = extracted(data, tmp_path / "s.zarr")
+    run = tmp_path / "run"
+    holder = _spawn_lock_holder(run)  # a training that is still running there
+    try:
+        before = snapshot(tmp_path)
+        line = error_line(invoke(*train_args(data, run, store)))
+        assert f"is in use by another training run (pid {holder.pid}" in line
+        assert not changes(before, snapshot(tmp_path))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert invoke(*train_args(data, run, store)).exit_code == 0 and (run / "best-ema.pt").is_file()
+    assert not (tmp_path / ".run.lock").exists()
+
+
 def test_creation_never_deletes_the_staging_folder_of_a_live_process(tmp_path, data):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

@@ -27,12 +27,16 @@ from dra_pipeline.data.statistics import channel_statistics
 from dra_pipeline.distributed import barrier, broadcast, setup, teardown
 from dra_pipeline.errors import DraError
 from dra_pipeline.jobs import ProgressFactory
+from dra_pipeline.lock import exclusive
 from dra_pipeline.losses import ProjectionHead
 from dra_pipeline.models import choose_normalisation, create_model
 from dra_pipeline.run_dir import RunDir, recorded_config
 from dra_pipeline.stages.train import build_state, channels_last, train
 
 log = logging.getLogger(__name__)
+
+
+RUN_LOCK_WAIT_S = 10.0  # seconds a second training of one run directory waits for the first before refusing
 
 
 def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, progress: ProgressFactory | None = None):
@@ -157,47 +161,50 @@ def run_training(cfg, *, features: Path | None, out: Path, data_dir=None, progre
         "normalisation": norm,  # computed once: a resumed run reads it back (recorded_normalisation)
         "trial": trial,  # {rows, of}: trained on the first `rows` rows of a trial store (extract --n)
     }
-    resume = run.start(config, device=str(device)) if dist.rank == 0 else None
-    barrier(dist)  # rank 0 has created (or checked) the run directory
-    if dist.rank != 0:
-        resume = run.start(config)
-    if resume:
-        saved = run.load(checkpoints.LAST, device)
-        head = saved["head"]
-        if head is not None and use_dra and ProjectionHead.target_dim(head) != store.layout.dim:
-            raise DraError(
-                f"{out}: the DRA head was trained for {ProjectionHead.target_dim(head)}-d features but "
-                f"{features} holds {store.layout.dim}-d features; use the original store"
-            )
-        state.load_state_dict(saved)
-        if dist.rank == 0:
-            run.reconcile_stats(saved.get("stats"))
-        if dist.rank == 0:
-            log.info(f"resuming {out} after epoch {state.epoch}")
-    for module in (state.model, state.head) if state.head is not None else (state.model,):
-        broadcast(dist, module.state_dict().values())  # every rank starts from rank 0's weights
-    step_model = torch.compile(state.model) if cfg.train.compile else state.model
-    online = online_teacher(store, images, device, cfg.dra.extra_sigma) if cfg.dra.online_teacher else None
-    val_images, val_labels = center_crop(real.read(val_rows), cfg.data.crop_size), real.labels[val_rows]
-    val = (torch.from_numpy(val_images).permute(0, 3, 1, 2).float() / 255, torch.from_numpy(val_labels))
-    total = (cfg.train.epochs - state.epoch) * steps_per_epoch
-    bar = progress(total, "train", "step") if progress is not None and dist.rank == 0 else nullcontext(None)
-    with bar as update:
-        try:
-            train(
-                cfg,
-                state,
-                loader,
-                run,
-                val=val,
-                dist=dist,
-                model=step_model,
-                progress=update,
-                online_targets=online,
-            )
-            barrier(dist)
-        finally:
-            teardown(dist)
+    # one training per run directory: a second one on the same --out is refused (rank 0 holds the lock)
+    guard = exclusive(out, wait_s=RUN_LOCK_WAIT_S, what="training run") if dist.rank == 0 else nullcontext()
+    with guard:
+        resume = run.start(config, device=str(device)) if dist.rank == 0 else None
+        barrier(dist)  # rank 0 has created (or checked) the run directory
+        if dist.rank != 0:
+            resume = run.start(config)
+        if resume:
+            saved = run.load(checkpoints.LAST, device)
+            head = saved["head"]
+            if head is not None and use_dra and ProjectionHead.target_dim(head) != store.layout.dim:
+                raise DraError(
+                    f"{out}: the DRA head was trained for {ProjectionHead.target_dim(head)}-d features but "
+                    f"{features} holds {store.layout.dim}-d features; use the original store"
+                )
+            state.load_state_dict(saved)
+            if dist.rank == 0:
+                run.reconcile_stats(saved.get("stats"))
+            if dist.rank == 0:
+                log.info(f"resuming {out} after epoch {state.epoch}")
+        for module in (state.model, state.head) if state.head is not None else (state.model,):
+            broadcast(dist, module.state_dict().values())  # every rank starts from rank 0's weights
+        step_model = torch.compile(state.model) if cfg.train.compile else state.model
+        online = online_teacher(store, images, device, cfg.dra.extra_sigma) if cfg.dra.online_teacher else None
+        val_images, val_labels = center_crop(real.read(val_rows), cfg.data.crop_size), real.labels[val_rows]
+        val = (torch.from_numpy(val_images).permute(0, 3, 1, 2).float() / 255, torch.from_numpy(val_labels))
+        total = (cfg.train.epochs - state.epoch) * steps_per_epoch
+        bar = progress(total, "train", "step") if progress is not None and dist.rank == 0 else nullcontext(None)
+        with bar as update:
+            try:
+                train(
+                    cfg,
+                    state,
+                    loader,
+                    run,
+                    val=val,
+                    dist=dist,
+                    model=step_model,
+                    progress=update,
+                    online_targets=online,
+                )
+                barrier(dist)
+            finally:
+                teardown(dist)
     if dist.rank == 0:
         log.info(
             f"done: {out} (best EMA validation PGD-{cfg.attack.val_steps} accuracy {state.best_robust:.3f}, "
