@@ -156,9 +156,10 @@ def load_inputs(
     notes = []
     store_path = Path(features) if features else run_store(run)
     store = stored = teacher = None
+    config = recorded_config(run)
     if store_path is None:
         notes.append("no feature store: the run trained without one and none was given (--features)")
-        text = f"{dataset}:train" if dataset in NAMED else recorded_config(run).get("data", {}).get("dataset", dataset)
+        text = f"{dataset}:train" if dataset in NAMED else config.get("data", {}).get("dataset", dataset)
         train_source = open_source(text, data_dir=data_dir)
         limit = len(train_source)
     else:
@@ -182,7 +183,7 @@ def load_inputs(
         test_source, test_index = train_source, held[subset_rows(0, len(held), min(n, len(held)), seed)]
         test_noise_rows = test_index  # rows of the training source: their own noise, as at extraction
         notes.append(f"test images: {len(test_index)} of the run's {len(held)} held-out validation rows of {dataset}")
-    crop = recorded_config(run).get("data", {}).get("crop_size", 0) or 0  # the classifier sees the centre, as validated
+    crop = config.get("data", {}).get("crop_size", 0) or 0  # the classifier sees the centre, as validated
     train = Labelled(
         to_tensor(center_crop(train_source.read(train_rows), crop)),
         torch.from_numpy(train_source.labels[train_rows]),
